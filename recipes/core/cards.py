@@ -1,0 +1,341 @@
+"""Model cards generated from a run's measured results.
+
+``write_model_card`` renders ``model_cards/template.md`` with huggingface_hub's ``ModelCard``: YAML metadata
+(license, language, datasets, pipeline_tag, tags, base_model) with a ``model-index`` built from the metrics
+the run measured, the hyperparameters and budget, intended use, limitations, a usage snippet that runs as
+written, and the loss curve. Nothing that looks like a Hugging Face token ever reaches the card.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+logger = logging.getLogger(__name__)
+
+CARD_NAME = "README.md"
+
+# Forge task -> Hub pipeline tag (SRL is token classification on the Hub).
+PIPELINE_TAGS: dict[str, str] = {
+    "pretraining": "text2text-generation",
+    "text2text-generation": "text2text-generation",
+    "summarization": "summarization",
+    "translation": "translation",
+    "question-answering": "question-answering",
+    "semantic-role-labeling": "token-classification",
+    "text-classification": "text-classification",
+    "token-classification": "token-classification",
+}
+TASK_TITLES: dict[str, str] = {
+    "pretraining": "Pretraining (span corruption, text-to-text)",
+    "text2text-generation": "Text-to-text generation",
+    "summarization": "Summarization",
+    "translation": "Translation",
+    "question-answering": "Extractive question answering",
+    "semantic-role-labeling": "Semantic role labeling",
+    "text-classification": "Text classification",
+    "token-classification": "Token classification",
+}
+# Keys of Trainer.evaluate() output that describe the run, not the model's quality.
+_NON_METRIC_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second", "epoch", "total_flos", "jit_compilation_time")
+_METRIC_PREFIXES = ("eval_", "test_", "predict_")
+
+# Secrets: Hub user/org tokens and the values of the usual token variables.
+_TOKEN_PATTERN = re.compile(r"hf_[A-Za-z0-9]{6,}")
+_TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN")
+_SECRET_KEY_PATTERN = re.compile(r"(^|_)(token|password|secret|api_key)$", re.IGNORECASE)
+
+
+def known_token_values() -> list[str]:
+    """Token values this process could use (environment, login cache), never printed; for redaction."""
+    values = [os.environ[name] for name in _TOKEN_ENV_VARS if os.environ.get(name)]
+    try:
+        from huggingface_hub import get_token
+
+        token = get_token()
+        if token:
+            values.append(token)
+    except Exception:  # no login cache or an old huggingface_hub: nothing more to redact
+        pass
+    return [v for v in values if len(v) >= 4]
+
+
+def redact_secrets(text: str, extra_secrets: list[str] | None = None) -> str:
+    """Replace Hugging Face tokens (by pattern and by known value) in ``text`` with ``***``."""
+    for secret in sorted(set(known_token_values() + list(extra_secrets or [])), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _TOKEN_PATTERN.sub("***", text)
+
+
+def clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
+    """Keep the quality metrics of a Trainer results dict: drop timings/epoch, strip ``eval_``-style prefixes.
+
+    ``{"eval_rouge1": 41.2, "eval_runtime": 3.1, "epoch": 2.0}`` -> ``{"rouge1": 41.2}``. Non-numeric and
+    non-finite values are dropped with a warning (the Hub's model-index wants numbers).
+    """
+    cleaned: dict[str, float] = {}
+    for key, value in (metrics or {}).items():
+        name = key
+        for prefix in _METRIC_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+                break
+        if name.endswith(_NON_METRIC_SUFFIXES):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            logger.warning("Model card: skipping metric %s=%r (not a finite number).", key, value)
+            continue
+        cleaned[name] = value
+    return cleaned
+
+
+def default_usage_snippet(task: str | None, model_id: str) -> str:
+    """A Python snippet that loads ``model_id`` for ``task`` and runs it as written (trust_remote_code)."""
+    head = f'from transformers import pipeline\n\nmodel_id = "{model_id}"  # a Hub repo id or a local folder\n'
+    if task == "summarization":
+        return head + (
+            'summarizer = pipeline("summarization", model=model_id, trust_remote_code=True)\n'
+            'text = "The city council met on Tuesday to discuss the new budget. After a long debate, the members '
+            'agreed to spend more on public transport and less on road building."\n'
+            "print(summarizer(text, max_new_tokens=40, num_beams=2))"
+        )
+    if task == "translation":
+        return head + (
+            'translator = pipeline("translation", model=model_id, trust_remote_code=True)\n'
+            'print(translator(["The weather is nice today.", "Where is the station?"], max_new_tokens=40))'
+        )
+    if task == "question-answering":
+        return head + (
+            'qa = pipeline("question-answering", model=model_id, trust_remote_code=True)\n'
+            'context = "Forge was trained on a single machine. Its tokenizer is a byte-level BPE with 16384 entries."\n'
+            'print(qa(question="How large is the tokenizer?", context=context, top_k=2))'
+        )
+    if task == "semantic-role-labeling":
+        return head + (
+            'srl = pipeline("semantic-role-labeling", model=model_id, trust_remote_code=True)\n'
+            "# Mark the predicate with [brackets], or pass predicate=<word index>.\n"
+            'print(srl("The committee [approved] the plan on Monday ."))\n'
+            'print(srl("The committee approved the plan on Monday .", predicate=2))'
+        )
+    if task == "text-classification":
+        return head + (
+            'classifier = pipeline("text-classification", model=model_id, trust_remote_code=True)\n'
+            'print(classifier(["What a wonderful film!", "A dull, lifeless story."]))'
+        )
+    if task == "token-classification":
+        return head + (
+            'tagger = pipeline("token-classification", model=model_id, trust_remote_code=True, '
+            'aggregation_strategy="simple")\n'
+            'print(tagger("Ada Lovelace was born in London ."))'
+        )
+    if task == "text2text-generation":
+        return head + (
+            'generator = pipeline("text2text-generation", model=model_id, trust_remote_code=True)\n'
+            'print(generator("The quick brown <extra_id_0> jumps over the lazy dog.", max_new_tokens=10))'
+        )
+    # Pretrained checkpoints (no task pipeline): the model classes directly.
+    return (
+        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
+        f'model_id = "{model_id}"  # a Hub repo id or a local folder\n'
+        "tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)\n"
+        "model = AutoModelForSeq2SeqLM.from_pretrained(model_id, trust_remote_code=True)\n"
+        'inputs = tokenizer("The quick brown <extra_id_0> jumps over the lazy dog.", return_tensors="pt")\n'
+        "output = model.generate(**inputs, max_new_tokens=10)\n"
+        "print(tokenizer.decode(output[0]))"
+    )
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _framework_versions() -> list[tuple[str, str]]:
+    versions = []
+    for name in ("transformers", "torch", "tokenizers", "huggingface_hub", "datasets"):
+        try:
+            module = __import__(name)
+            versions.append((name, getattr(module, "__version__", "unknown")))
+        except ImportError:
+            continue
+    return versions
+
+
+def _architecture(output_dir: Path) -> str:
+    try:
+        import json
+
+        with open(output_dir / "config.json", encoding="utf-8") as f:
+            return ", ".join(json.load(f).get("architectures") or []) or "Forge"
+    except (OSError, ValueError):
+        return "Forge"
+
+
+def write_model_card(
+    output_dir: str | os.PathLike,
+    *,
+    model_name: str,
+    task: str | None,
+    metrics: Mapping[str, Any] | None,
+    pipeline_tag: str | None = None,
+    base_model: str | None = None,
+    datasets: str | list[str] | None = None,
+    language: str | list[str] | None = "en",
+    license: str = "apache-2.0",
+    dataset_name: str | None = None,
+    dataset_split: str | None = None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    training_budget: str = "not recorded",
+    command: str | None = None,
+    intended_use: str | None = None,
+    limitations: str | None = None,
+    usage_snippet: str | None = None,
+    loss_curve: str | os.PathLike | None = None,
+    repo_id: str | None = None,
+    summary: str | None = None,
+    tags: list[str] | None = None,
+) -> Path:
+    """Write ``output_dir/README.md``: a model card with YAML metadata and a ``model-index`` of ``metrics``.
+
+    Args:
+        output_dir: the saved model folder (see ``save_hub_folder``).
+        model_name: the model's display name (also the ``model-index`` name).
+        task: the Forge task (a key of ``PIPELINE_TAGS``, e.g. "summarization", "pretraining"); chooses the
+            default pipeline tag and usage snippet.
+        metrics: the run's evaluation results, metric name -> value (a Trainer results dict works:
+            see ``clean_metrics``). They become the ``model-index`` results.
+        pipeline_tag: Hub pipeline tag; defaults from ``task``.
+        base_model: the checkpoint fine-tuned from (a Hub id), None for pretraining.
+        datasets: Hub dataset id(s) for the metadata; None for local data.
+        dataset_name: human-readable name of the evaluation data (defaults to the first dataset).
+        dataset_split: the split the metrics were measured on (e.g. "validation").
+        hyperparameters: training settings to list (keys that look like secrets are left out).
+        training_budget: e.g. "2 epochs, 41 min on 2 CPU cores".
+        command: the command that reproduces the run (tokens are redacted).
+        intended_use, limitations: free text; sensible defaults per task.
+        usage_snippet: Python code; the default per task runs as written with ``trust_remote_code``.
+        loss_curve: path to the loss-curve image; copied into ``output_dir`` if it is elsewhere.
+        repo_id: Hub id the card's snippet should load; defaults to ``output_dir`` (hub_upload.py
+            rewrites it to the target repo when uploading).
+        summary: one paragraph at the top.
+        tags: extra tags.
+
+    Returns:
+        The path of the written README.md.
+    """
+    from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+    from model_cards import load_template
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pipeline_tag = pipeline_tag or PIPELINE_TAGS.get(task or "pretraining")
+    datasets_list = [datasets] if isinstance(datasets, str) else list(datasets or [])
+    dataset_name = dataset_name or (datasets_list[0] if datasets_list else "held-out data")
+    model_id = repo_id or str(output_dir)
+    cleaned = clean_metrics(metrics)
+
+    eval_results = [
+        EvalResult(
+            task_type=pipeline_tag or "text2text-generation",
+            task_name=TASK_TITLES.get(task or "pretraining"),
+            dataset_type=datasets_list[0] if datasets_list else re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name),
+            dataset_name=dataset_name,
+            dataset_split=dataset_split,
+            metric_type=name,
+            metric_name=name,
+            metric_value=value,
+        )
+        for name, value in cleaned.items()
+    ]
+    all_tags = ["forge", "custom_code", "encoder-decoder"]
+    if task and task not in all_tags:
+        all_tags.append(task)
+    all_tags += [t for t in (tags or []) if t not in all_tags]
+    card_data = ModelCardData(
+        model_name=model_name,
+        language=language,
+        license=license,
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        tags=all_tags,
+        datasets=datasets_list or None,
+        base_model=base_model,
+        metrics=list(cleaned) or None,
+        eval_results=eval_results or None,
+    )
+
+    curve_ref = None
+    if loss_curve is not None:
+        curve = Path(loss_curve)
+        if not curve.is_file():
+            raise FileNotFoundError(f"write_model_card: loss_curve {curve} does not exist.")
+        if curve.resolve().parent != output_dir.resolve():
+            shutil.copyfile(curve, output_dir / curve.name)
+        curve_ref = curve.name
+
+    hyper_rows = [
+        (name, _format_value(value))
+        for name, value in (hyperparameters or {}).items()
+        if not _SECRET_KEY_PATTERN.search(str(name))
+    ]
+    title = TASK_TITLES.get(task or "pretraining", task or "pretraining")
+    card = ModelCard.from_template(
+        card_data,
+        template_str=load_template(),
+        model_name=model_name,
+        summary=summary or f"A Forge encoder-decoder model for {title.lower()}, trained with the Forge recipes.",
+        architecture=_architecture(output_dir),
+        task_title=title,
+        language_text=", ".join([language] if isinstance(language, str) else (language or [])) or "not specified",
+        license=license,
+        base_model_text=base_model or "none (trained from scratch)",
+        dataset_text=", ".join(datasets_list) or dataset_name,
+        dataset_name=dataset_name + (f" ({dataset_split} split)" if dataset_split else ""),
+        usage_snippet=usage_snippet or default_usage_snippet(None if task == "pretraining" else task, model_id),
+        intended_use=intended_use
+        or f"{title} on text like the training data ({dataset_name}). A small research model: evaluate it on "
+        "your own data before relying on it.",
+        limitations=limitations
+        or "Trained on a limited budget from scratch: expect errors, especially on text unlike the training data. "
+        "The model can reproduce biases of its training data and must not be used for decisions about people.",
+        metrics_rows=[(name, _format_value(value)) for name, value in cleaned.items()],
+        hyperparameter_rows=hyper_rows,
+        training_budget=training_budget,
+        command=command,
+        loss_curve=curve_ref,
+        framework_versions=_framework_versions(),
+    )
+    text = str(card)
+    redacted = redact_secrets(text)
+    if redacted != text:
+        logger.warning("Model card: a Hugging Face token was found in the card inputs and redacted.")
+    path = output_dir / CARD_NAME
+    fd, tmp = tempfile.mkstemp(prefix=f".{CARD_NAME}.", suffix=".tmp", dir=output_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(redacted)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info("Wrote the model card %s", path)
+    return path
+
+
+__all__ = [
+    "CARD_NAME",
+    "PIPELINE_TAGS",
+    "clean_metrics",
+    "default_usage_snippet",
+    "known_token_values",
+    "redact_secrets",
+    "write_model_card",
+]
