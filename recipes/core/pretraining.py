@@ -219,9 +219,10 @@ class SpanCorruptionCollator:
             start = getattr(config, "decoder_start_token_id", None)
             self.decoder_start_token_id = start if start is not None else self.tokenizer.bos_token_id
 
-    def sentinels_for(self, length: int) -> list[int]:
-        """Sentinel ids needed for a block of ``length`` tokens (cached, grows on demand)."""
-        _, spans = _noise_counts(max(length, 2), self.noise_density, self.mean_noise_span_length)
+    def sentinels_for(self, length: int, spans: int | None = None) -> list[int]:
+        """Sentinel ids for a block of ``length`` tokens, or for ``spans`` spans (cached, grows on demand)."""
+        if spans is None:
+            _, spans = _noise_counts(max(length, 2), self.noise_density, self.mean_noise_span_length)
         if spans > len(self._sentinels):
             self._sentinels = sentinel_ids(self.tokenizer, spans)
         return self._sentinels
@@ -246,7 +247,8 @@ class SpanCorruptionCollator:
             block_id = feature.get("block_id")
             epoch = feature.get(EVAL_NOISE_EPOCH_COLUMN)
             mask = self.noise_mask(len(ids), None if block_id is None else int(block_id), epoch)
-            inputs, labels = span_corrupt(ids, mask, self.sentinels_for(len(ids)), eos)
+            spans = int(mask[:1].sum() + np.sum(mask[1:] & ~mask[:-1]))
+            inputs, labels = span_corrupt(ids, mask, self.sentinels_for(len(ids), spans), eos)
             all_inputs.append(inputs)
             all_labels.append(labels)
         input_ids, attention_mask = self._pad(all_inputs, pad)
