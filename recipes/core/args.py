@@ -1,0 +1,490 @@
+"""Argument dataclasses shared by every recipe, and one parser for command line / JSON / YAML.
+
+The flag names follow the transformers example scripts (`run_glue.py`, `run_translation.py`,
+`run_qa.py`, ...), so a user who knows those finds the same switches here. Task-specific data
+options live in small subclasses of :class:`DataArguments`, so each recipe's ``--help`` shows only
+what applies to it.
+
+Usage::
+
+    from recipes.core.args import ModelArguments, SentimentDataArguments, ForgeTrainingArguments, parse_args
+    model_args, data_args, training_args = parse_args(
+        ModelArguments, SentimentDataArguments, ForgeTrainingArguments, args=argv)
+
+``argv`` may be a normal flag list, or a list holding a single ``.json`` / ``.yaml`` / ``.yml``
+path whose keys are the flag names (without dashes).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
+
+__all__ = [
+    "ModelArguments",
+    "DataArguments",
+    "SentimentDataArguments",
+    "Seq2SeqDataArguments",
+    "TranslationDataArguments",
+    "SummarizationDataArguments",
+    "QADataArguments",
+    "SRLDataArguments",
+    "ForgeTrainingArguments",
+    "ForgeSeq2SeqTrainingArguments",
+    "parse_args",
+]
+
+CONFIG_FILE_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+# --------------------------------------------------------------------------------------------
+@dataclass
+class ModelArguments:
+    """Which model, config and tokenizer to start from."""
+
+    model_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "A pretrained Forge folder (or Hub repo id) to fine-tune. Leave empty to train "
+            "from scratch from --config_name."
+        },
+    )
+    config_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "A Forge preset name (forge-tiny, forge-small, forge-base, forge-large, forge-xl) or "
+            "a config folder/file. Used when training from scratch, or to override the config of "
+            "--model_name_or_path."
+        },
+    )
+    tokenizer_name: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Tokenizer folder or Hub repo id. Defaults to --model_name_or_path. Required when "
+            "training from scratch with a preset."
+        },
+    )
+    cache_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "Where to cache models, tokenizers and datasets downloaded from the Hub."},
+    )
+    model_revision: str = field(
+        default="main",
+        metadata={"help": "Hub revision (branch, tag or commit) of the model; pin a commit for reproducibility."},
+    )
+    token: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Hugging Face token for private repos. Prefer the HF_TOKEN environment variable or "
+            "`hf auth login`; the value is never logged or written."
+        },
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow code files from a model folder/repo to run (needed for Forge folders when the "
+            "forge package is not installed). Only enable for sources you trust."
+        },
+    )
+    config_overrides: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated config overrides applied when building the config, e.g. "
+            "'d_model=64,encoder_layers=2'. Values are parsed as int/float/bool when possible."
+        },
+    )
+    dropout: Optional[float] = field(
+        default=None, metadata={"help": "Override the config's dropout probability (regularisation knob)."}
+    )
+    attention_dropout: Optional[float] = field(
+        default=None, metadata={"help": "Override the config's attention dropout probability."}
+    )
+    classifier_dropout: Optional[float] = field(
+        default=None, metadata={"help": "Override the dropout before task heads (classification/QA/SRL)."}
+    )
+
+    def config_kwargs(self) -> dict[str, Any]:
+        """Config keyword overrides collected from the dropout knobs and --config_overrides."""
+        kwargs: dict[str, Any] = {}
+        for name in ("dropout", "attention_dropout", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None:
+                if not 0.0 <= value < 1.0:
+                    raise ValueError(f"--{name} must be in [0, 1), got {value}.")
+                kwargs[name] = value
+        if self.config_overrides:
+            for item in self.config_overrides.split(","):
+                if not item.strip():
+                    continue
+                if "=" not in item:
+                    raise ValueError(
+                        f"--config_overrides item {item!r} is not of the form key=value "
+                        "(example: 'd_model=64,encoder_layers=2')."
+                    )
+                key, raw = (part.strip() for part in item.split("=", 1))
+                kwargs[key] = _parse_scalar(raw)
+        return kwargs
+
+
+def _parse_scalar(raw: str) -> Any:
+    """Turn '3' -> 3, '0.1' -> 0.1, 'true' -> True, 'none' -> None; anything else stays a string."""
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+# --------------------------------------------------------------------------------------------
+# Data (common part)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class DataArguments:
+    """Where the data comes from and how much of it to use (common to every recipe)."""
+
+    dataset_name: Optional[str] = field(
+        default=None, metadata={"help": "A dataset on the Hugging Face Hub (instead of local files)."}
+    )
+    dataset_config_name: Optional[str] = field(
+        default=None, metadata={"help": "The configuration (subset) name of --dataset_name."}
+    )
+    dataset_revision: Optional[str] = field(
+        default=None, metadata={"help": "Hub revision of --dataset_name; pin a commit for reproducibility."}
+    )
+    train_file: Optional[str] = field(
+        default=None, metadata={"help": "Training data file: .jsonl/.json, .csv/.tsv, .parquet or .txt."}
+    )
+    validation_file: Optional[str] = field(
+        default=None, metadata={"help": "Validation data file (same formats as --train_file)."}
+    )
+    test_file: Optional[str] = field(
+        default=None, metadata={"help": "Test/prediction data file (same formats as --train_file)."}
+    )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Stream the data instead of loading it into an Arrow cache (corpora larger than disk/memory)."},
+    )
+    validation_split_percentage: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "When there is no validation split, carve this percentage off the training split "
+            "(seeded by --seed). Off by default."
+        },
+    )
+    max_train_samples: Optional[int] = field(
+        default=None, metadata={"help": "Use only the first N training examples (debugging, quick runs)."}
+    )
+    max_eval_samples: Optional[int] = field(
+        default=None, metadata={"help": "Use only the first N validation examples."}
+    )
+    max_predict_samples: Optional[int] = field(
+        default=None, metadata={"help": "Use only the first N test examples."}
+    )
+    preprocessing_num_workers: Optional[int] = field(
+        default=None, metadata={"help": "Processes for tokenisation with datasets.map (None: in-process)."}
+    )
+    overwrite_cache: bool = field(
+        default=False, metadata={"help": "Recompute preprocessing instead of reusing the datasets cache."}
+    )
+    overlong_policy: str = field(
+        default="truncate",
+        metadata={
+            "help": "What to do with inputs longer than the length limits: 'truncate' (cut and log a "
+            "warning with the count; where cutting would corrupt labels, e.g. a QA answer or SRL words "
+            "past the limit, it is an error instead), 'drop' (skip such examples with a warning) or "
+            "'error' (stop and name the examples).",
+            "choices": ["truncate", "drop", "error"],
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if self.overlong_policy not in ("truncate", "drop", "error"):
+            raise ValueError(
+                f"--overlong_policy must be one of truncate, drop, error; got {self.overlong_policy!r}."
+            )
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be a positive integer, got {value}.")
+        if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
+            raise ValueError(
+                f"--validation_split_percentage must be between 1 and 99, got {self.validation_split_percentage}."
+            )
+
+    def data_files(self) -> dict[str, str]:
+        """The local files given, keyed by split name."""
+        files = {"train": self.train_file, "validation": self.validation_file, "test": self.test_file}
+        return {split: path for split, path in files.items() if path}
+
+
+# --------------------------------------------------------------------------------------------
+# Data (per task)
+# --------------------------------------------------------------------------------------------
+@dataclass
+class SentimentDataArguments(DataArguments):
+    """Text classification (sentiment): one text column (optionally a second one) and a label column."""
+
+    text_column: str = field(default="text", metadata={"help": "Column holding the text to classify."})
+    text_pair_column: Optional[str] = field(
+        default=None, metadata={"help": "Optional second text column (sentence-pair classification)."}
+    )
+    label_column: str = field(default="label", metadata={"help": "Column holding the label (int or string)."})
+    class_names: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated human-readable names for the labels in sorted order, e.g. "
+            "'negative,positive' for 0/1 labels. Default: the label values themselves."
+        },
+    )
+    max_seq_length: int = field(default=128, metadata={"help": "Maximum input length in tokens."})
+    lowercase: bool = field(default=False, metadata={"help": "Lower-case the text before tokenisation."})
+    remove_stopwords: bool = field(
+        default=False,
+        metadata={
+            "help": "Drop English stop words (scikit-learn's ENGLISH_STOP_WORDS) before tokenisation. Note "
+            "that list contains negations such as 'not' and 'no', which matter for sentiment."
+        },
+    )
+    augment: str = field(
+        default="none",
+        metadata={
+            "help": "Training-data augmentation: 'none', 'word_dropout' (drop each word with probability "
+            "--augment_prob, keeping at least one) or 'swap' (swap adjacent words with probability "
+            "--augment_prob). Augmented copies are added to the training set; evaluation data is untouched.",
+            "choices": ["none", "word_dropout", "swap"],
+        },
+    )
+    augment_prob: float = field(default=0.1, metadata={"help": "Probability used by --augment."})
+    augment_copies: int = field(
+        default=1, metadata={"help": "How many augmented copies of each training example to add."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.augment not in ("none", "word_dropout", "swap"):
+            raise ValueError(f"--augment must be none, word_dropout or swap; got {self.augment!r}.")
+        if not 0.0 <= self.augment_prob <= 1.0:
+            raise ValueError(f"--augment_prob must be in [0, 1], got {self.augment_prob}.")
+
+
+@dataclass
+class Seq2SeqDataArguments(DataArguments):
+    """Common options of the text-to-text recipes (translation, summarization)."""
+
+    max_source_length: int = field(default=256, metadata={"help": "Maximum source length in tokens."})
+    max_target_length: int = field(
+        default=128, metadata={"help": "Maximum target length in tokens (training labels)."}
+    )
+    val_max_target_length: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Maximum length of generated text at evaluation/prediction time. Defaults to "
+            "--max_target_length (it overrides --generation_max_length)."
+        },
+    )
+    source_prefix: Optional[str] = field(
+        default=None, metadata={"help": "Text put in front of every source (e.g. 'summarize: ')."}
+    )
+    num_beams: Optional[int] = field(
+        default=None,
+        metadata={"help": "Beam size for evaluation/prediction (overrides --generation_num_beams)."},
+    )
+    length_penalty: float = field(
+        default=1.0,
+        metadata={"help": "Beam-search length penalty: >1 favours longer outputs, <1 shorter ones."},
+    )
+    no_repeat_ngram_size: int = field(
+        default=0, metadata={"help": "Forbid repeating n-grams of this size in generated text (0: off)."}
+    )
+
+
+@dataclass
+class TranslationDataArguments(Seq2SeqDataArguments):
+    """Translation: a `translation` column of {lang: text} dicts, or one column per language."""
+
+    source_lang: str = field(default="de", metadata={"help": "Source language code (e.g. de)."})
+    target_lang: str = field(default="en", metadata={"help": "Target language code (e.g. en)."})
+    translation_column: str = field(
+        default="translation",
+        metadata={
+            "help": "Column of {lang_code: text} dicts. When absent from the data, the columns named "
+            "--source_lang and --target_lang are used instead."
+        },
+    )
+
+
+@dataclass
+class SummarizationDataArguments(Seq2SeqDataArguments):
+    """Summarization: a document column and a summary column."""
+
+    text_column: str = field(default="document", metadata={"help": "Column holding the document."})
+    summary_column: str = field(default="summary", metadata={"help": "Column holding the reference summary."})
+    id_column: Optional[str] = field(
+        default="id", metadata={"help": "Optional id column copied into the predictions file."}
+    )
+    min_target_length: int = field(
+        default=0, metadata={"help": "Minimum generated length in tokens at evaluation/prediction time."}
+    )
+
+
+@dataclass
+class QADataArguments(DataArguments):
+    """Extractive QA in SQuAD format (id, question, context, answers={text, answer_start})."""
+
+    question_column: str = field(default="question", metadata={"help": "Column holding the question."})
+    context_column: str = field(default="context", metadata={"help": "Column holding the context passage."})
+    answer_column: str = field(
+        default="answers", metadata={"help": "Column of {'text': [...], 'answer_start': [...]} dicts."}
+    )
+    id_column: str = field(default="id", metadata={"help": "Column holding a unique example id."})
+    max_seq_length: int = field(
+        default=384, metadata={"help": "Window length in tokens (question + context window + special tokens)."}
+    )
+    doc_stride: int = field(
+        default=128, metadata={"help": "Overlap in tokens between consecutive context windows."}
+    )
+    max_question_length: int = field(
+        default=64,
+        metadata={"help": "Questions longer than this many tokens are cut (with a warning)."},
+    )
+    n_best_size: int = field(
+        default=20, metadata={"help": "Start/end candidates considered per window in post-processing."}
+    )
+    max_answer_length: int = field(
+        default=30, metadata={"help": "Longest answer span in tokens considered in post-processing."}
+    )
+    version_2_with_negative: Optional[bool] = field(
+        default=None,
+        metadata={
+            "help": "SQuAD v2 style: some questions have no answer. Default: detected from the data "
+            "(any example with an empty answer list)."
+        },
+    )
+    null_score_diff_threshold: float = field(
+        default=0.0,
+        metadata={
+            "help": "v2 only: predict 'no answer' when null score - best span score > this threshold."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.doc_stride >= self.max_seq_length - self.max_question_length - 3:
+            raise ValueError(
+                f"--doc_stride ({self.doc_stride}) must be smaller than the context part of a window "
+                f"(--max_seq_length {self.max_seq_length} - --max_question_length "
+                f"{self.max_question_length} - 3 special tokens); lower --doc_stride."
+            )
+
+
+@dataclass
+class SRLDataArguments(DataArguments):
+    """Semantic role labelling, one example per predicate (tokens, predicate_index, tags)."""
+
+    tokens_column: str = field(default="tokens", metadata={"help": "Column holding the list of words."})
+    predicate_index_column: str = field(
+        default="predicate_index", metadata={"help": "Column holding the 0-based index of the predicate word."}
+    )
+    tags_column: str = field(default="tags", metadata={"help": "Column holding one BIO role tag per word."})
+    max_seq_length: int = field(default=256, metadata={"help": "Maximum input length in tokens."})
+    predicate_marker: str = field(
+        default="<pred>", metadata={"help": "Marker token inserted before the predicate word."}
+    )
+    predicate_end_marker: str = field(
+        default="</pred>", metadata={"help": "Marker token inserted after the predicate word."}
+    )
+    augment: str = field(
+        default="none",
+        metadata={
+            "help": "Training-data augmentation: 'none' or 'word_dropout' (drop non-argument, "
+            "non-predicate words tagged O with probability --augment_prob; spans stay intact).",
+            "choices": ["none", "word_dropout"],
+        },
+    )
+    augment_prob: float = field(default=0.1, metadata={"help": "Probability used by --augment."})
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+_RUN_HELP = {
+    "overwrite_output_dir": (
+        "Allow writing into an --output_dir that already holds a finished model. Without it the recipe "
+        "refuses, so nothing a user had is silently lost. (transformers 5 removed its own flag.)"
+    ),
+    "early_stopping_patience": (
+        "Stop when the task metric (--metric_for_best_model) has not improved for this many "
+        "evaluations; the best model is kept. Needs --eval_strategy steps|epoch. 0 or unset: off."
+    ),
+    "early_stopping_threshold": "Minimum improvement of the metric that counts as an improvement.",
+    "stop_on_nan": (
+        "Stop with a clear message when the loss or a weight becomes NaN/inf, without saving the "
+        "broken state (the last good checkpoint stays)."
+    ),
+}
+
+
+@dataclass
+class ForgeTrainingArguments(TrainingArguments):
+    """transformers' TrainingArguments plus Forge's run-safety and early-stopping switches."""
+
+    overwrite_output_dir: bool = field(default=False, metadata={"help": _RUN_HELP["overwrite_output_dir"]})
+    early_stopping_patience: Optional[int] = field(
+        default=None, metadata={"help": _RUN_HELP["early_stopping_patience"]}
+    )
+    early_stopping_threshold: float = field(default=0.0, metadata={"help": _RUN_HELP["early_stopping_threshold"]})
+    stop_on_nan: bool = field(default=True, metadata={"help": _RUN_HELP["stop_on_nan"]})
+
+
+@dataclass
+class ForgeSeq2SeqTrainingArguments(Seq2SeqTrainingArguments):
+    """transformers' Seq2SeqTrainingArguments plus Forge's run-safety and early-stopping switches."""
+
+    overwrite_output_dir: bool = field(default=False, metadata={"help": _RUN_HELP["overwrite_output_dir"]})
+    early_stopping_patience: Optional[int] = field(
+        default=None, metadata={"help": _RUN_HELP["early_stopping_patience"]}
+    )
+    early_stopping_threshold: float = field(default=0.0, metadata={"help": _RUN_HELP["early_stopping_threshold"]})
+    stop_on_nan: bool = field(default=True, metadata={"help": _RUN_HELP["stop_on_nan"]})
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------
+def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> tuple[Any, ...]:
+    """Parse command-line flags (or one JSON/YAML file) into instances of ``dataclass_types``.
+
+    Args:
+        dataclass_types: the argument dataclasses, in the order the instances are returned.
+        args: the argument list; ``None`` reads ``sys.argv[1:]``. A list holding exactly one path
+            ending in .json/.yaml/.yml is read as a config file whose keys are the flag names.
+
+    Raises:
+        ValueError: unknown keys in a config file, or a missing config file (argparse itself exits
+            with a usage message on unknown command-line flags).
+    """
+    if not dataclass_types:
+        raise ValueError("parse_args needs at least one dataclass type.")
+    argv = list(sys.argv[1:] if args is None else args)
+    parser = HfArgumentParser(dataclass_types)
+    if len(argv) == 1 and argv[0].lower().endswith(CONFIG_FILE_SUFFIXES):
+        path = Path(argv[0])
+        if not path.is_file():
+            raise ValueError(f"Config file {path} does not exist.")
+        if path.suffix.lower() == ".json":
+            return tuple(parser.parse_json_file(str(path.resolve())))
+        return tuple(parser.parse_yaml_file(str(path.resolve())))
+    return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
