@@ -1,0 +1,82 @@
+"""Forge model package: ``import modeling`` registers Forge with transformers' Auto classes.
+
+    from modeling import ForgeConfig, ForgeForConditionalGeneration
+    model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained("forge-small"))
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from .configuration_forge import PRESETS, ForgeConfig
+from .modeling_forge import (
+    ForgeEncoderModel,
+    ForgeForConditionalGeneration,
+    ForgeForQuestionAnswering,
+    ForgeForSequenceClassification,
+    ForgeForTokenClassification,
+    ForgeModel,
+    ForgePreTrainedModel,
+)
+
+
+# Auto class -> Forge class. Also the list a Hub folder's `auto_map` should cover (one entry per head).
+AUTO_CLASSES = {
+    "AutoModel": ForgeModel,
+    "AutoModelForSeq2SeqLM": ForgeForConditionalGeneration,
+    "AutoModelForSequenceClassification": ForgeForSequenceClassification,
+    "AutoModelForQuestionAnswering": ForgeForQuestionAnswering,
+    "AutoModelForTokenClassification": ForgeForTokenClassification,
+}
+
+# exist_ok: re-importing (or reloading) the package must not fail.
+AutoConfig.register(ForgeConfig.model_type, ForgeConfig, exist_ok=True)
+for _auto, _model in zip(
+    (AutoModel, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForQuestionAnswering,
+     AutoModelForTokenClassification),
+    AUTO_CLASSES.values(),
+):
+    _auto.register(ForgeConfig, _model, exist_ok=True)
+
+
+def preset_parameter_counts() -> dict[str, int]:
+    """Parameter count of ForgeForConditionalGeneration for every preset (tied embeddings counted once).
+
+    Built on the meta device, so it costs no memory; `python -m modeling` prints the table.
+    """
+    import torch
+
+    counts = {}
+    for name in PRESETS:
+        with torch.device("meta"):
+            model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained(name))
+        counts[name] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+# --- Pipeline hook (filled by the pipeline engineer) --------------------------------------------------------------
+# `pipeline_forge.py` may not exist yet, and model folders loaded with trust_remote_code never run this file.
+try:
+    from . import pipeline_forge  # noqa: F401
+except ImportError:
+    pipeline_forge = None
+
+
+__all__ = [
+    "AUTO_CLASSES",
+    "PRESETS",
+    "ForgeConfig",
+    "ForgeEncoderModel",
+    "ForgeForConditionalGeneration",
+    "ForgeForQuestionAnswering",
+    "ForgeForSequenceClassification",
+    "ForgeForTokenClassification",
+    "ForgeModel",
+    "ForgePreTrainedModel",
+    "preset_parameter_counts",
+]

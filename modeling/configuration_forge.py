@@ -1,0 +1,189 @@
+"""Configuration of Forge, an encoder-decoder Transformer, and its size presets.
+
+Field names follow BART (``d_model``, ``encoder_layers``, ``decoder_ffn_dim``, ...) so that a transformers user can
+compare shapes one to one. The variants beyond BART are a few fields with a small number of choices:
+
+* ``position_embedding_type``: ``"sinusoidal"`` (the original Transformer, fixed), ``"learned"`` (a table of
+  ``max_position_embeddings`` rows; longer inputs raise), ``"rotary"`` (RoPE on self-attention queries and keys).
+* ``norm_type``: ``"layernorm"`` or ``"rmsnorm"``. Every layer is pre-norm and each stack ends with a final norm.
+* ``ffn_type``: ``"mlp"`` (``fc2(act(fc1(x)))``, as BART) or ``"gated"`` (``fc2(act(gate(x)) * up(x))``).
+  ``ffn_type="gated"`` with ``activation_function="silu"`` is SwiGLU; with ``"gelu"`` it is GeGLU.
+
+A preset is loaded by name: ``ForgeConfig.from_pretrained("forge-small", vocab_size=8000)``; keyword arguments
+override the preset.
+"""
+
+from __future__ import annotations
+
+import os
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary")
+NORM_TYPES = ("layernorm", "rmsnorm")
+FFN_TYPES = ("mlp", "gated")
+
+# Size presets (name -> ForgeConfig keyword arguments). Parameter counts: `python -m modeling`.
+PRESETS: dict[str, dict] = {
+    "forge-tiny": dict(
+        vocab_size=512, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=512,
+    ),
+    "forge-small": dict(
+        vocab_size=16384, d_model=256, encoder_layers=4, decoder_layers=4, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024, max_position_embeddings=1024,
+    ),
+    "forge-base": dict(
+        vocab_size=32768, d_model=512, encoder_layers=8, decoder_layers=8, encoder_attention_heads=8,
+        decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_position_embeddings=1024,
+    ),
+    "forge-large": dict(
+        vocab_size=32768, d_model=1024, encoder_layers=12, decoder_layers=12, encoder_attention_heads=16,
+        decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096, max_position_embeddings=1024,
+    ),
+    "forge-xl": dict(
+        vocab_size=32768, d_model=1536, encoder_layers=14, decoder_layers=14, encoder_attention_heads=24,
+        decoder_attention_heads=24, encoder_ffn_dim=6144, decoder_ffn_dim=6144, max_position_embeddings=1024,
+    ),
+}
+
+# Keyword arguments of `PreTrainedConfig.from_pretrained` that only concern downloading; a preset ignores them.
+_HUB_KWARGS = (
+    "cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies",
+    "trust_remote_code", "_from_auto", "_from_pipeline", "code_revision", "resume_download", "user_agent",
+)
+
+
+@strict
+class ForgeConfig(PreTrainedConfig):
+    r"""Configuration of a Forge encoder-decoder model.
+
+    Args (beyond BART's, which keep BART's meaning):
+        position_embedding_type: ``"sinusoidal"``, ``"learned"`` or ``"rotary"``.
+        rope_theta: base of the rotary frequencies (``position_embedding_type="rotary"`` only).
+        norm_type: ``"layernorm"`` or ``"rmsnorm"`` (pre-norm everywhere).
+        layer_norm_eps: epsilon of every norm.
+        ffn_type: ``"mlp"`` or ``"gated"`` (gated + ``activation_function="silu"`` is SwiGLU).
+        scale_embedding: multiply token embeddings by ``sqrt(d_model)`` (as the original Transformer).
+        classifier_dropout: dropout of the sequence classification head.
+
+    ``num_hidden_layers`` reads ``decoder_layers`` (the KV cache is sized from it), ``hidden_size`` reads ``d_model``.
+
+    Example:
+        >>> config = ForgeConfig.from_pretrained("forge-small", vocab_size=8000)
+        >>> config.num_hidden_layers
+        4
+    """
+
+    model_type = "forge"
+    attribute_map = {
+        "hidden_size": "d_model",
+        "num_hidden_layers": "decoder_layers",
+        "num_attention_heads": "decoder_attention_heads",
+    }
+
+    vocab_size: int = 16384
+    d_model: int = 256
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    encoder_attention_heads: int = 4
+    decoder_attention_heads: int = 4
+    encoder_ffn_dim: int = 1024
+    decoder_ffn_dim: int = 1024
+    activation_function: str = "gelu"
+    ffn_type: str = "mlp"
+    position_embedding_type: str = "sinusoidal"
+    rope_theta: float = 10000.0
+    norm_type: str = "layernorm"
+    layer_norm_eps: float = 1e-5
+    max_position_embeddings: int = 1024
+    scale_embedding: bool = True
+    dropout: float | int = 0.1
+    attention_dropout: float | int = 0.0
+    activation_dropout: float | int = 0.0
+    classifier_dropout: float | int = 0.0
+    init_std: float = 0.02
+    use_cache: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    decoder_start_token_id: int | None = 1
+    is_encoder_decoder: bool = True
+    tie_word_embeddings: bool = True
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self._check()
+
+    def _check(self) -> None:
+        """Raise a ValueError that names the field and the fix for every invalid setting."""
+        for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim",
+                     "decoder_ffn_dim", "max_position_embeddings", "encoder_attention_heads",
+                     "decoder_attention_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
+        for heads_field in ("encoder_attention_heads", "decoder_attention_heads"):
+            heads = getattr(self, heads_field)
+            if self.d_model % heads != 0:
+                raise ValueError(
+                    f"`d_model` ({self.d_model}) must be divisible by `{heads_field}` ({heads}); "
+                    f"change one of them, e.g. `{heads_field}={_largest_divisor(self.d_model, heads)}`."
+                )
+        choices = {
+            "position_embedding_type": POSITION_EMBEDDING_TYPES,
+            "norm_type": NORM_TYPES,
+            "ffn_type": FFN_TYPES,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"`{name}` must be one of {allowed}, got {getattr(self, name)!r}.")
+        if self.activation_function not in ACT2FN:
+            raise ValueError(
+                f"`activation_function` {self.activation_function!r} is unknown; use one of transformers' "
+                f"activations, e.g. 'gelu', 'relu' or 'silu' (with `ffn_type='gated'`, 'silu' gives SwiGLU)."
+            )
+        if self.position_embedding_type == "sinusoidal" and self.d_model % 2:
+            raise ValueError(f"`d_model` must be even for sinusoidal positions, got {self.d_model}.")
+        if self.position_embedding_type == "rotary":
+            for heads_field in ("encoder_attention_heads", "decoder_attention_heads"):
+                head_dim = self.d_model // getattr(self, heads_field)
+                if head_dim % 2:
+                    raise ValueError(
+                        f"rotary positions need an even head dimension, but `d_model / {heads_field}` = {head_dim}; "
+                        f"change `d_model` or `{heads_field}`."
+                    )
+            if self.rope_theta <= 0:
+                raise ValueError(f"`rope_theta` must be positive, got {self.rope_theta}.")
+        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` is a probability in [0, 1), got {value}.")
+        if self.init_std <= 0:
+            raise ValueError(f"`init_std` must be positive, got {self.init_std}.")
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "ForgeConfig":
+        """Load a config from a folder / Hub id, or build a preset by name (``"forge-small"``, see ``PRESETS``).
+
+        Keyword arguments override the preset's values, e.g. ``from_pretrained("forge-small", vocab_size=8000)``.
+        A local folder of the same name as a preset wins over the preset.
+        """
+        name = str(pretrained_model_name_or_path)
+        if name in PRESETS and not os.path.exists(name):
+            return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
+            for key in _HUB_KWARGS:
+                kwargs.pop(key, None)
+            config = cls(**{**PRESETS[name], **kwargs})
+            return (config, {}) if return_unused_kwargs else config
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+def _largest_divisor(n: int, at_most: int) -> int:
+    """Largest divisor of ``n`` not above ``at_most`` (used to suggest a valid head count)."""
+    return max(d for d in range(1, max(1, at_most) + 1) if n % d == 0)
+
+
+__all__ = ["ForgeConfig", "PRESETS", "POSITION_EMBEDDING_TYPES", "NORM_TYPES", "FFN_TYPES"]

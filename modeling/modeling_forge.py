@@ -1,0 +1,851 @@
+"""Forge: a from-scratch encoder-decoder Transformer for Hugging Face transformers 5.
+
+The file reads top to bottom: positions -> attention function -> attention module -> feed-forward -> encoder layer
+-> decoder layer -> encoder -> decoder -> ForgePreTrainedModel -> ForgeModel -> task heads.
+
+Design notes (speed is part of the design, not an afterthought):
+* Pre-norm layers; each stack ends with a final norm.
+* Self-attention projects q, k, v with ONE fused matmul (``qkv_proj``); cross-attention projects k, v of the encoder
+  output with one fused matmul (``kv_proj``), once per generation: later decoding steps read them from the
+  ``EncoderDecoderCache``.
+* Position tables (sinusoidal rows, rotary cos/sin) are precomputed buffers, so a decoding step only slices them.
+* Masks come from ``transformers.masking_utils``: with sdpa and no padding they are ``None`` and the kernel runs with
+  ``is_causal`` (decoder self-attention) or with no mask at all (encoder and cross-attention, which are never causal).
+* The token embedding ``shared`` is one module; the encoder and decoder hold a reference to it (see ``_share``),
+  so the parameter has exactly one name and the encoder heads load it from a seq2seq checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    QuestionAnsweringModelOutput,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
+
+from .configuration_forge import ForgeConfig
+
+
+logger = logging.get_logger(__name__)
+
+# Keyword arguments that transformers passes to every forward (generate, pipelines) and that Forge accepts but does
+# not act on: Forge always returns a ModelOutput and does not record per-layer attentions / hidden states.
+_IGNORED_KWARGS = frozenset({"output_attentions", "output_hidden_states", "return_dict"})
+
+
+def _check_kwargs(kwargs: dict, where: str) -> None:
+    """Refuse arguments that would otherwise be swallowed silently (a misnamed cache gives wrong tokens)."""
+    if "past_key_values" in kwargs:
+        raise TypeError(f"{where}: the KV cache argument is named `cache` in transformers 5, not `past_key_values`.")
+    unknown = set(kwargs) - _IGNORED_KWARGS
+    if unknown:
+        raise TypeError(f"{where} got unexpected keyword arguments: {sorted(unknown)}")
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs from labels: prepend ``decoder_start_token_id``, drop the last token, turn -100 into pad."""
+    shifted = labels.new_empty(labels.shape)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill_(shifted == -100, pad_token_id)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Positions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
+    """The original Transformer's fixed encodings, ``(num_positions, dim)``: sines in the first half, cosines after."""
+    inv_freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    angles = torch.arange(num_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def rotary_tables(num_positions: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """RoPE cos and sin, each ``(num_positions, head_dim)`` in the rotate-half layout."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    angles = torch.arange(num_positions, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    angles = torch.cat([angles, angles], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+class ForgeSinusoidalPositions(nn.Module):
+    """Fixed sinusoidal positions, precomputed for ``max_position_embeddings`` and extended on demand."""
+
+    def __init__(self, num_positions: int, dim: int):
+        super().__init__()
+        self.dim = dim
+        # Not saved: it is a function of the config (rebuilt by `_init_weights` after loading).
+        self.register_buffer("table", sinusoidal_table(num_positions, dim), persistent=False)
+
+    def forward(self, start: int, length: int) -> torch.Tensor:
+        """Rows ``start .. start+length-1``, ``(length, dim)``."""
+        end = start + length
+        if end > self.table.shape[0]:  # past the precomputed length: grow the table once (doubling)
+            grown = sinusoidal_table(max(end, 2 * self.table.shape[0]), self.dim)
+            self.table = grown.to(device=self.table.device, dtype=self.table.dtype)
+        return self.table[start:end]
+
+
+class ForgeLearnedPositions(nn.Embedding):
+    """A learned table of ``max_position_embeddings`` rows; longer inputs are an error, not a silent wrap."""
+
+    def forward(self, start: int, length: int) -> torch.Tensor:
+        end = start + length
+        if end > self.num_embeddings:
+            raise ValueError(
+                f"Sequence of {end} positions exceeds max_position_embeddings={self.num_embeddings} of learned "
+                "position embeddings. Truncate the inputs (e.g. tokenizer `max_length`), or use a config with "
+                "position_embedding_type='sinusoidal' or 'rotary', which run past the trained length."
+            )
+        return self.weight[start:end]
+
+
+class ForgeRotaryPositions(nn.Module):
+    """Rotary cos/sin tables for self-attention, precomputed and sliced per step."""
+
+    def __init__(self, num_positions: int, head_dim: int, theta: float):
+        super().__init__()
+        self.head_dim = head_dim
+        self.theta = theta
+        cos, sin = rotary_tables(num_positions, head_dim, theta)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions ``start .. start+length-1``, each ``(length, head_dim)``."""
+        end = start + length
+        if end > self.cos.shape[0]:
+            cos, sin = rotary_tables(max(end, 2 * self.cos.shape[0]), self.head_dim, self.theta)
+            self.cos = cos.to(device=self.cos.device, dtype=self.cos.dtype)
+            self.sin = sin.to(device=self.sin.device, dtype=self.sin.dtype)
+        return self.cos[start:end], self.sin[start:end]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate ``x`` (batch, heads, time, head_dim) by the position angles (rotate-half form)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    return x * cos + rotated * sin
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Attention
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The readable reference: softmax(q k^T * scale + mask) v.
+
+    q: (batch, heads, q_len, head_dim); k, v: (batch, heads, kv_len, head_dim). ``attention_mask`` is additive
+    (0 keep, large negative drop), built by ``masking_utils`` for eager; it already holds the causal pattern.
+    Returns the output as (batch, q_len, heads, head_dim), as every kernel of the attention interface does.
+    """
+    scores = torch.matmul(query, key.transpose(2, 3)) * scaling  # (batch, heads, q_len, kv_len)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = F.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value)  # (batch, heads, q_len, head_dim)
+    return output.transpose(1, 2), weights
+
+
+class ForgeAttention(nn.Module):
+    """Multi-head attention: fused q/k/v for self-attention, fused k/v (computed once, cached) for cross-attention."""
+
+    def __init__(
+        self,
+        config: ForgeConfig,
+        num_heads: int,
+        is_causal: bool = False,
+        is_cross_attention: bool = False,
+        layer_idx: int | None = None,
+    ):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = config.d_model // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.dropout = config.attention_dropout
+        # Read by the sdpa / flash kernels: encoder and cross attention must never run causally.
+        self.is_causal = is_causal
+        self.is_cross_attention = is_cross_attention
+        self.layer_idx = layer_idx
+        d_model = config.d_model
+        if is_cross_attention:
+            self.q_proj = nn.Linear(d_model, d_model)
+            self.kv_proj = nn.Linear(d_model, 2 * d_model)
+        else:
+            self.qkv_proj = nn.Linear(d_model, 3 * d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+
+    def _split_heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+        """(batch, time, parts * d_model) -> ``parts`` views of (batch, heads, time, head_dim), no copy."""
+        batch, time, _ = x.shape
+        return x.view(batch, time, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        key_value_states: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: EncoderDecoderCache | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, q_len, _ = hidden_states.shape
+        if self.is_cross_attention:
+            (query,) = self._split_heads(self.q_proj(hidden_states), 1)
+            if cache is not None and cache.is_updated.get(self.layer_idx):
+                # Encoder keys/values were projected at the first decoding step: reuse them.
+                layer = cache.cross_attention_cache.layers[self.layer_idx]
+                key, value = layer.keys, layer.values
+            else:
+                key, value = self._split_heads(self.kv_proj(key_value_states), 2)
+                if cache is not None:
+                    key, value = cache.cross_attention_cache.update(key, value, self.layer_idx)
+                    cache.is_updated[self.layer_idx] = True
+        else:
+            query, key, value = self._split_heads(self.qkv_proj(hidden_states), 3)
+            if position_embeddings is not None:
+                cos, sin = position_embeddings
+                query, key = apply_rotary(query, cos, sin), apply_rotary(key, cos, sin)
+            if cache is not None:
+                key, value = cache.self_attention_cache.update(key, value, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )  # output: (batch, q_len, heads, head_dim)
+        output = self.out_proj(output.reshape(batch, q_len, -1))
+        return output, weights
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Feed-forward and layers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ForgeFeedForward(nn.Module):
+    """``fc2(act(fc1(x)))``, or gated ``fc2(act(gate) * up)`` with gate and up from one fused ``fc1``."""
+
+    def __init__(self, config: ForgeConfig, ffn_dim: int):
+        super().__init__()
+        self.gated = config.ffn_type == "gated"
+        self.fc1 = nn.Linear(config.d_model, 2 * ffn_dim if self.gated else ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, config.d_model)
+        self.act = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.fc1(hidden_states)
+        if self.gated:
+            gate, up = hidden_states.chunk(2, dim=-1)
+            hidden_states = self.act(gate) * up
+        else:
+            hidden_states = self.act(hidden_states)
+        hidden_states = F.dropout(hidden_states, p=self.activation_dropout, training=self.training)
+        return self.fc2(hidden_states)
+
+
+def make_norm(config: ForgeConfig) -> nn.Module:
+    """LayerNorm or RMSNorm over ``d_model`` (torch's fused implementations)."""
+    if config.norm_type == "rmsnorm":
+        return nn.RMSNorm(config.d_model, eps=config.layer_norm_eps)
+    return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+
+
+class ForgeEncoderLayer(GradientCheckpointingLayer):
+    """Pre-norm: x + SelfAttn(norm(x)), then x + FFN(norm(x))."""
+
+    def __init__(self, config: ForgeConfig, layer_idx: int):
+        super().__init__()
+        self.self_attn_norm = make_norm(config)
+        self.self_attn = ForgeAttention(config, config.encoder_attention_heads, is_causal=False, layer_idx=layer_idx)
+        self.ffn_norm = make_norm(config)
+        self.ffn = ForgeFeedForward(config, config.encoder_ffn_dim)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        attn_out, _ = self.self_attn(
+            self.self_attn_norm(hidden_states), attention_mask=attention_mask, position_embeddings=position_embeddings
+        )
+        hidden_states = hidden_states + F.dropout(attn_out, p=self.dropout, training=self.training)
+        ffn_out = self.ffn(self.ffn_norm(hidden_states))
+        return hidden_states + F.dropout(ffn_out, p=self.dropout, training=self.training)
+
+
+class ForgeDecoderLayer(GradientCheckpointingLayer):
+    """Pre-norm: x + CausalSelfAttn(norm(x)), x + CrossAttn(norm(x), encoder), x + FFN(norm(x))."""
+
+    def __init__(self, config: ForgeConfig, layer_idx: int):
+        super().__init__()
+        heads = config.decoder_attention_heads
+        self.self_attn_norm = make_norm(config)
+        self.self_attn = ForgeAttention(config, heads, is_causal=True, layer_idx=layer_idx)
+        self.encoder_attn_norm = make_norm(config)
+        self.encoder_attn = ForgeAttention(config, heads, is_cross_attention=True, layer_idx=layer_idx)
+        self.ffn_norm = make_norm(config)
+        self.ffn = ForgeFeedForward(config, config.decoder_ffn_dim)
+        self.dropout = config.dropout
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: EncoderDecoderCache | None = None,
+    ) -> torch.Tensor:
+        attn_out, _ = self.self_attn(
+            self.self_attn_norm(hidden_states),
+            attention_mask=attention_mask,
+            position_embeddings=position_embeddings,
+            cache=cache,
+        )
+        hidden_states = hidden_states + F.dropout(attn_out, p=self.dropout, training=self.training)
+        cross_out, _ = self.encoder_attn(
+            self.encoder_attn_norm(hidden_states),
+            attention_mask=encoder_attention_mask,
+            key_value_states=encoder_hidden_states,
+            cache=cache,
+        )
+        hidden_states = hidden_states + F.dropout(cross_out, p=self.dropout, training=self.training)
+        ffn_out = self.ffn(self.ffn_norm(hidden_states))
+        return hidden_states + F.dropout(ffn_out, p=self.dropout, training=self.training)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Encoder and decoder stacks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _ForgeStack(nn.Module):
+    """What the encoder and decoder share: token embedding reference, positions, final norm."""
+
+    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding, num_heads: int):
+        super().__init__()
+        self.config = config
+        self._share(embed_tokens)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_positions: nn.Module | None = None
+        self.rotary: ForgeRotaryPositions | None = None
+        if config.position_embedding_type == "learned":
+            self.embed_positions = ForgeLearnedPositions(config.max_position_embeddings, config.d_model)
+        elif config.position_embedding_type == "sinusoidal":
+            self.embed_positions = ForgeSinusoidalPositions(config.max_position_embeddings, config.d_model)
+        else:
+            self.rotary = ForgeRotaryPositions(
+                config.max_position_embeddings, config.d_model // num_heads, config.rope_theta
+            )
+        self.final_norm = make_norm(config)
+        self.dropout = config.dropout
+
+    def _share(self, embed_tokens: nn.Embedding) -> None:
+        # A reference, not a submodule: the embedding is registered once, as `shared` on the model. Registering it
+        # here too would give one tensor three names (and make `tie_word_embeddings=False` untie the encoder from the
+        # decoder, as BART does in transformers 5).
+        self.__dict__["embed_tokens"] = embed_tokens
+
+    def embed(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, start: int
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Token (+ absolute position) embeddings, and the rotary tables if any."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        length = inputs_embeds.shape[1]
+        position_embeddings = None
+        if self.embed_positions is not None:
+            inputs_embeds = inputs_embeds + self.embed_positions(start, length)
+        else:
+            position_embeddings = self.rotary(start, length)
+        return F.dropout(inputs_embeds, p=self.dropout, training=self.training), position_embeddings
+
+
+class ForgeEncoder(_ForgeStack):
+    """Bidirectional self-attention over the source."""
+
+    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
+        super().__init__(config, embed_tokens, config.encoder_attention_heads)
+        self.layers = nn.ModuleList([ForgeEncoderLayer(config, i) for i in range(config.encoder_layers)])
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        _check_kwargs(kwargs, "ForgeEncoder.forward")
+        hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=0)
+        # None when there is no padding under sdpa/flash: the kernel then needs no mask at all.
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask=mask, position_embeddings=position_embeddings)
+        return BaseModelOutput(last_hidden_state=self.final_norm(hidden_states))
+
+
+class ForgeDecoder(_ForgeStack):
+    """Causal self-attention over the target prefix plus cross-attention to the encoder output."""
+
+    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
+        super().__init__(config, embed_tokens, config.decoder_attention_heads)
+        self.layers = nn.ModuleList([ForgeDecoderLayer(config, i) for i in range(config.decoder_layers)])
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        _check_kwargs(kwargs, "ForgeDecoder.forward")
+        if encoder_hidden_states is None:
+            raise ValueError("ForgeDecoder needs `encoder_hidden_states` (the encoder output).")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        elif not use_cache:
+            cache = None
+        if cache is not None and not isinstance(cache, EncoderDecoderCache):
+            raise TypeError(
+                f"Forge's decoder needs an EncoderDecoderCache (self- and cross-attention), got {type(cache).__name__}."
+            )
+        past_length = cache.get_seq_length() if cache is not None else 0
+        hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=past_length)
+
+        # sdpa: None when there is no padding (then the kernel's is_causal applies); eager: the full additive mask.
+        self_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            cache=cache.self_attention_cache if cache is not None else None,
+        )
+        cross_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                encoder_hidden_states,  # positional, so that gradient checkpointing propagates its gradient
+                attention_mask=self_mask,
+                encoder_attention_mask=cross_mask,
+                position_embeddings=position_embeddings,
+                cache=cache,
+            )
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=self.final_norm(hidden_states), cache=cache)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pretrained base class and models
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ForgePreTrainedModel(PreTrainedModel):
+    """Weight init, attention-kernel support and loading rules shared by every Forge model."""
+
+    config_class = ForgeConfig
+    config: ForgeConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ForgeEncoderLayer", "ForgeDecoderLayer"]
+    _supports_sdpa = True
+    _supports_flex_attn = True
+    _supports_flash_attn = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, init_std) for linear and embedding weights, zero biases, unit norms; rebuild position tables."""
+        super()._init_weights(module)
+        if isinstance(module, ForgeSinusoidalPositions):
+            init.copy_(module.table, sinusoidal_table(module.table.shape[0], module.dim))
+        elif isinstance(module, ForgeRotaryPositions):
+            cos, sin = rotary_tables(module.cos.shape[0], module.head_dim, module.theta)
+            init.copy_(module.cos, cos)
+            init.copy_(module.sin, sin)
+
+    def _loss(self, loss_sum: torch.Tensor, count: torch.Tensor | int, num_items_in_batch=None) -> torch.Tensor:
+        """Mean over ``count`` items, or over the Trainer's ``num_items_in_batch`` (right under grad accumulation
+        and DDP)."""
+        denominator = num_items_in_batch if num_items_in_batch is not None else count
+        if isinstance(denominator, torch.Tensor):
+            denominator = denominator.to(loss_sum.device)
+        return loss_sum / denominator
+
+
+class ForgeModel(ForgePreTrainedModel):
+    """The bare encoder-decoder: returns the decoder's last hidden state (and the encoder's)."""
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = ForgeEncoder(config, self.shared)
+        self.decoder = ForgeDecoder(config, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.shared = value
+        self.encoder._share(value)
+        self.decoder._share(value)
+
+    def get_encoder(self, modality: str | None = None) -> ForgeEncoder:
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        _check_kwargs(kwargs, f"{type(self).__name__}.forward")
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            raise ValueError(
+                "ForgeModel needs `decoder_input_ids` (or `decoder_inputs_embeds`); build them from labels with "
+                "`ForgeForConditionalGeneration.prepare_decoder_input_ids_from_labels`."
+            )
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds)
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            cache=cache,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            cache=decoder_outputs.cache,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+        )
+
+
+class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
+    """Sequence-to-sequence LM (translation, summarisation, denoising pretraining) with ``generate()``."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.shared.weight"}
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__(config)
+        self.model = ForgeModel(config)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_encoder(self, modality: str | None = None) -> ForgeEncoder:
+        return self.model.encoder
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """Shift labels right behind ``decoder_start_token_id`` (-100 becomes pad); used by DataCollatorForSeq2Seq."""
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: BaseModelOutput | tuple | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""labels: (batch, target_len) token ids, -100 where no loss is wanted. Without ``decoder_input_ids`` they
+        are shifted right to become the decoder inputs."""
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)  # (batch, target_len, vocab)
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            loss_sum = F.cross_entropy(
+                logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
+            )
+            loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+        )
+
+    def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
+        """Beam search: reorder only the self-attention cache.
+
+        ``beam_idx`` only moves rows between beams of the same source, whose cross-attention keys/values are
+        identical (the encoder output is repeated per beam), so copying those every step would be wasted work.
+        """
+        cache.self_attention_cache.reorder_cache(beam_idx)
+        return cache
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Encoder-only heads: they run the encoder alone and load it from any Forge checkpoint
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class ForgeEncoderModel(ForgePreTrainedModel):
+    """The embedding and the encoder only (``shared`` + ``encoder``, the same names as in ``ForgeModel``)."""
+
+    # A seq2seq checkpoint also holds the decoder and lm_head; an encoder model does not use them: no warning.
+    _keys_to_ignore_on_load_unexpected = [r"(^|\.)decoder\.", r"(^|\.)lm_head\."]
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = ForgeEncoder(config, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.shared
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.shared = value
+        self.encoder._share(value)
+
+    def get_encoder(self, modality: str | None = None) -> ForgeEncoder:
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+
+
+class _ForgeEncoderHead(ForgePreTrainedModel):
+    """Base of the encoder heads: ``self.model`` is a ForgeEncoderModel."""
+
+    _keys_to_ignore_on_load_unexpected = ForgeEncoderModel._keys_to_ignore_on_load_unexpected
+
+    def get_encoder(self, modality: str | None = None) -> ForgeEncoder:
+        return self.model.encoder
+
+
+class ForgeClassificationHead(nn.Module):
+    """Mean-pooled encoder states -> dense -> tanh -> dropout -> out_proj."""
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.out_proj = nn.Linear(config.d_model, config.num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.dropout(torch.tanh(self.dense(pooled))))
+
+
+class ForgeForSequenceClassification(_ForgeEncoderHead):
+    """Sentence (pair) classification or regression: mean over non-pad encoder states, then a small MLP."""
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__(config)
+        self.model = ForgeEncoderModel(config)
+        self.classifier = ForgeClassificationHead(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        r"""labels: (batch,) class ids (or floats for regression, (batch, num_labels) multi-hot for multi-label)."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        hidden = hidden.last_hidden_state  # (batch, time, d_model)
+        if attention_mask is None:
+            pooled = hidden.mean(dim=1)
+        else:
+            weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (batch, time, 1)
+            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        logits = self.classifier(pooled)  # (batch, num_labels)
+        loss = None
+        if labels is not None:
+            loss = self._classification_loss(logits, labels.to(logits.device), num_items_in_batch)
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=None)
+
+    def _classification_loss(self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch) -> torch.Tensor:
+        """Regression (MSE), single-label (cross-entropy) or multi-label (BCE), as transformers' heads decide."""
+        if self.config.problem_type is None:
+            if self.config.num_labels == 1:
+                self.config.problem_type = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                self.config.problem_type = "single_label_classification"
+            else:
+                self.config.problem_type = "multi_label_classification"
+        if self.config.problem_type == "regression":
+            predictions = logits.squeeze(-1) if self.config.num_labels == 1 else logits
+            loss_sum = F.mse_loss(predictions.float(), labels.float(), reduction="sum")
+            return self._loss(loss_sum, labels.numel(), num_items_in_batch)
+        if self.config.problem_type == "single_label_classification":
+            loss_sum = F.cross_entropy(logits.float(), labels.view(-1), ignore_index=-100, reduction="sum")
+            return self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
+        loss_sum = F.binary_cross_entropy_with_logits(logits.float(), labels.float(), reduction="sum")
+        return self._loss(loss_sum, labels.numel(), num_items_in_batch)
+
+
+class ForgeForTokenClassification(_ForgeEncoderHead):
+    """Per-token labels (NER, semantic role labelling) from the encoder states."""
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__(config)
+        self.model = ForgeEncoderModel(config)
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.classifier = nn.Linear(config.d_model, config.num_labels)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        r"""labels: (batch, time) label ids, -100 on tokens without a label (padding, sub-word continuations)."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        logits = self.classifier(self.dropout(hidden.last_hidden_state))  # (batch, time, num_labels)
+        loss = None
+        if labels is not None:
+            labels = labels.to(logits.device)
+            loss_sum = F.cross_entropy(
+                logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
+            )
+            loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
+        return TokenClassifierOutput(loss=loss, logits=logits)
+
+
+class ForgeForQuestionAnswering(_ForgeEncoderHead):
+    """Extractive QA: start and end logits over the encoder states of (question, context)."""
+
+    # The span loss is a per-example mean; the Trainer then scales it for gradient accumulation itself.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__(config)
+        self.model = ForgeEncoderModel(config)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        start_positions: torch.LongTensor | None = None,
+        end_positions: torch.LongTensor | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> QuestionAnsweringModelOutput:
+        r"""start_positions / end_positions: (batch,) token indices of the answer span; out-of-range ones are
+        ignored."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        start_logits, end_logits = self.qa_outputs(hidden.last_hidden_state).unbind(dim=-1)  # each (batch, time)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            length = start_logits.shape[1]
+            # Positions outside the sequence (answer truncated away) are ignored, as in transformers' QA heads.
+            start = start_positions.view(-1).to(start_logits.device).clamp(0, length)
+            end = end_positions.view(-1).to(end_logits.device).clamp(0, length)
+            start_loss = F.cross_entropy(start_logits.float(), start, ignore_index=length)
+            end_loss = F.cross_entropy(end_logits.float(), end, ignore_index=length)
+            loss = (start_loss + end_loss) / 2
+        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
+
+
+__all__ = [
+    "ForgePreTrainedModel",
+    "ForgeModel",
+    "ForgeEncoderModel",
+    "ForgeForConditionalGeneration",
+    "ForgeForSequenceClassification",
+    "ForgeForQuestionAnswering",
+    "ForgeForTokenClassification",
+]
