@@ -65,6 +65,8 @@ try:
     from . import pipeline_forge  # noqa: F401
 except ImportError:
     pipeline_forge = None
+else:
+    pipeline_forge.register_pipelines()  # forge-summarization, forge-question-answering, semantic-role-labeling, ...
 
 
 __all__ = [
