@@ -1,0 +1,145 @@
+"""Task metrics: local `evaluate` modules (offline) and the compute_metrics functions the Trainer calls.
+
+The modules live in ``recipes/metrics/forge_*.py`` and wrap the reference libraries (sacrebleu,
+rouge-score, seqeval, scikit-learn, the official SQuAD normalisation). ``evaluate.load`` of a Hub name
+needs the network; loading by file path does not.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
+METRIC_FILES = {
+    "bleu_chrf": "forge_bleu_chrf.py",
+    "rouge": "forge_rouge.py",
+    "seqeval": "forge_seqeval.py",
+    "squad": "forge_squad.py",
+    "classification": "forge_classification.py",
+}
+
+__all__ = [
+    "METRICS_DIR",
+    "load_metric",
+    "classification_metrics",
+    "seq2seq_metrics",
+    "decode_generated",
+    "srl_metrics",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def load_metric(name: str) -> Any:
+    """``evaluate.load`` a Forge metric module by short name (bleu_chrf, rouge, seqeval, squad, classification).
+
+    Cached per process: a module is loaded once and its ``compute`` reused.
+    """
+    import evaluate
+
+    if name not in METRIC_FILES:
+        raise ValueError(f"Unknown metric {name!r}; choose one of {', '.join(METRIC_FILES)}.")
+    return evaluate.load(str(METRICS_DIR / METRIC_FILES[name]))
+
+
+def _logits(predictions: Any) -> np.ndarray:
+    """The logits array of an EvalPrediction.predictions (a tuple when the model returns extras)."""
+    return predictions[0] if isinstance(predictions, (tuple, list)) else predictions
+
+
+def classification_metrics(num_labels: int) -> Callable[[Any], dict[str, float]]:
+    """compute_metrics for sequence classification: accuracy and macro-F1 over all ``num_labels`` classes."""
+    metric = load_metric("classification")
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits, labels = _logits(eval_pred.predictions), eval_pred.label_ids
+        predictions = np.argmax(logits, axis=-1)
+        return metric.compute(predictions=predictions, references=labels, labels=list(range(num_labels)))
+
+    return compute
+
+
+def decode_generated(tokenizer: Any, token_ids: Any) -> list[str]:
+    """Decode generated ids (or labels) to clean text: -100 -> pad, special tokens dropped, stripped."""
+    ids = np.asarray(_logits(token_ids))
+    ids = np.where(ids < 0, tokenizer.pad_token_id, ids)
+    return [text.strip() for text in tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)]
+
+
+def seq2seq_metrics(tokenizer: Any, kind: str) -> Callable[[Any], dict[str, float]]:
+    """compute_metrics for generation (``predict_with_generate``): kind "translation" (BLEU + chrF)
+    or "summarization" (ROUGE-1/2/L/Lsum); both add ``gen_len``, the mean generated length in tokens."""
+    if kind not in ("translation", "summarization"):
+        raise ValueError(f"kind must be translation or summarization, got {kind!r}")
+    metric = load_metric("bleu_chrf" if kind == "translation" else "rouge")
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        generated = np.asarray(_logits(eval_pred.predictions))
+        predictions = decode_generated(tokenizer, generated)
+        references = decode_generated(tokenizer, eval_pred.label_ids)
+        if kind == "translation":
+            result = metric.compute(predictions=predictions, references=[[r] for r in references])
+            result = {"bleu": result["bleu"], "chrf": result["chrf"]}
+        else:
+            result = metric.compute(predictions=predictions, references=references)
+        lengths = [int(np.count_nonzero((row != tokenizer.pad_token_id) & (row >= 0))) for row in generated]
+        result["gen_len"] = float(np.mean(lengths)) if lengths else 0.0
+        return {k: round(float(v), 4) for k, v in result.items()}
+
+    return compute
+
+
+def srl_metrics(id2label: dict[int, str]) -> Callable[[Any], dict[str, float]]:
+    """compute_metrics for SRL token classification: seqeval span F1 (V excluded) overall and per role.
+
+    Word-level tags are read off the first-subword positions, i.e. where the label is not -100 (see
+    ``recipes.core.srl_utils``); per-role scores come out flat as ``f1_<ROLE>`` for the Trainer's logs.
+    """
+    metric = load_metric("seqeval")
+
+    def compute(eval_pred: Any) -> dict[str, float]:
+        logits, labels = _logits(eval_pred.predictions), eval_pred.label_ids
+        predicted = np.argmax(logits, axis=-1)
+        predictions, references = label_sequences(predicted, labels, id2label)
+        return flatten_seqeval(metric.compute(predictions=predictions, references=references))
+
+    return compute
+
+
+def label_sequences(
+    predicted: np.ndarray, labels: np.ndarray, id2label: dict[int, str]
+) -> tuple[list[list[str]], list[list[str]]]:
+    """Word-level tag sequences (prediction, reference) from token-level arrays, keeping positions where label != -100."""
+    predictions, references = [], []
+    for pred_row, label_row in zip(predicted, labels):
+        keep = label_row != -100
+        predictions.append([id2label[int(i)] for i in pred_row[keep]])
+        references.append([id2label[int(i)] for i in label_row[keep]])
+    return predictions, references
+
+
+def flatten_seqeval(result: dict[str, Any]) -> dict[str, float]:
+    """{"f1": .., "ARG0": {"f1": ..}} -> {"f1": .., "f1_ARG0": ..}: the Trainer logs only scalars."""
+    flat: dict[str, float] = {}
+    for key, value in result.items():
+        if isinstance(value, dict):
+            flat[f"f1_{key}"] = round(float(value["f1"]), 4)
+        else:
+            flat[key] = round(float(value), 4)
+    return flat
+
+
+def squad_score(predictions: dict[str, str], references: Sequence[dict]) -> dict[str, float]:
+    """SQuAD EM/F1 of ``{id: answer}`` against ``[{"id", "answers"}]`` with the forge_squad module."""
+    metric = load_metric("squad")
+    return metric.compute(
+        predictions=[{"id": ref["id"], "prediction_text": predictions.get(ref["id"], "")} for ref in references],
+        references=[{"id": ref["id"], "answers": ref["answers"]} for ref in references],
+    )
