@@ -1,0 +1,300 @@
+"""The wiring every fine-tuning recipe shares: output-folder safety, tokenizer/model loading, training
+with resume, and writing the results (Hub folder, eval_results.json, predictions, loss curve, card).
+
+A recipe's ``main()`` reads: parse args -> :func:`start_run` -> load + validate data -> tokenizer and
+model (:func:`load_tokenizer`, :func:`load_model`) -> features -> Trainer -> :func:`train` ->
+evaluate/predict -> :func:`finish_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import datasets
+import transformers
+from transformers import AutoConfig, AutoTokenizer, set_seed
+
+from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
+
+logger = logging.getLogger(__name__)
+
+TRAINER_STATE_NAME = "trainer_state.json"
+
+__all__ = [
+    "start_run",
+    "last_complete_checkpoint",
+    "load_tokenizer",
+    "load_model",
+    "check_vocab_matches",
+    "train",
+    "write_predictions",
+    "finish_run",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Start: logging, seed, output folder, resume
+# --------------------------------------------------------------------------------------------
+def _setup_logging(training_args: Any) -> None:
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler(sys.stdout)]
+    )
+    level = training_args.get_process_log_level()
+    logging.getLogger("recipes").setLevel(level)
+    datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
+    transformers.utils.logging.set_verbosity(level)
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> Optional[str]:
+    """The newest ``checkpoint-<step>`` folder whose save finished (it holds trainer_state.json).
+
+    A run killed while writing a checkpoint leaves a folder without that file; it is skipped.
+    """
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for child in folder.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", child.name)
+        if match and child.is_dir() and (child / TRAINER_STATE_NAME).is_file():
+            steps.append((int(match.group(1)), child))
+    return str(max(steps)[1]) if steps else None
+
+
+def start_run(training_args: Any) -> Optional[str]:
+    """Logging, seed and output-folder checks; returns the checkpoint to resume from (or None).
+
+    - A folder that already holds a finished model is refused unless ``--overwrite_output_dir``
+      (``recipes.core.export.OutputDirExistsError``), before any work is done.
+    - ``--resume_from_checkpoint PATH`` resumes from PATH; ``--resume_from_checkpoint last`` (or a
+      rerun of an interrupted command, without --overwrite_output_dir) resumes from the newest complete
+      checkpoint in ``output_dir``.
+    """
+    from .export import check_output_dir
+
+    _setup_logging(training_args)
+    set_seed(training_args.seed)
+    overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
+    check_output_dir(training_args.output_dir, overwrite)
+    resume = training_args.resume_from_checkpoint
+    if resume in ("last", "latest", "True", "true"):
+        resume = last_complete_checkpoint(training_args.output_dir)
+        if resume is None:
+            raise ValueError(f"--resume_from_checkpoint {training_args.resume_from_checkpoint}: no complete checkpoint in {training_args.output_dir}.")
+    elif resume is None and training_args.do_train and not overwrite:
+        resume = last_complete_checkpoint(training_args.output_dir)
+    if resume:
+        if not Path(resume).is_dir():
+            raise ValueError(f"--resume_from_checkpoint {resume} is not a folder.")
+        logger.info("Resuming from checkpoint %s (pass --overwrite_output_dir to start afresh).", resume)
+    return resume
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer and model
+# --------------------------------------------------------------------------------------------
+def _hub_kwargs(model_args: Any) -> dict[str, Any]:
+    return {
+        "cache_dir": model_args.cache_dir,
+        "revision": model_args.model_revision,
+        "token": model_args.token,
+        "trust_remote_code": model_args.trust_remote_code,
+    }
+
+
+def load_tokenizer(model_args: Any) -> Any:
+    """The fast tokenizer of ``--tokenizer_name`` (or of ``--model_name_or_path``)."""
+    import tokenization  # noqa: F401  (registers ForgeTokenizerFast with AutoTokenizer)
+
+    name = model_args.tokenizer_name or model_args.model_name_or_path
+    if not name:
+        raise ValueError(
+            "No tokenizer: pass --model_name_or_path (a Forge folder) or, when training from a preset "
+            "(--config_name forge-tiny), --tokenizer_name with a trained tokenizer folder "
+            "(python -m tokenization.train ...)."
+        )
+    tokenizer = AutoTokenizer.from_pretrained(name, **_hub_kwargs(model_args))
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"The tokenizer from {name} is not a fast tokenizer; the recipes need offsets and word ids.")
+    return tokenizer
+
+
+def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overrides: Any) -> Any:
+    """A Forge model for ``auto_class`` (e.g. ``AutoModelForSequenceClassification``).
+
+    From ``--model_name_or_path`` (a pretrained or fine-tuned folder; a missing task head is newly
+    initialised, a head of another size is replaced) or, without it, from scratch with the preset or
+    config of ``--config_name`` sized to the tokenizer. ``config_overrides`` (num_labels, id2label,
+    ...) and the dropout knobs / ``--config_overrides`` of ``model_args`` are applied to the config.
+    """
+    import modeling  # noqa: F401  (registers Forge with the Auto classes)
+    from modeling import ForgeConfig
+
+    overrides = {**model_args.config_kwargs(), **config_overrides}
+    if model_args.model_name_or_path:
+        config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
+        model = auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **_hub_kwargs(model_args)
+        )
+    elif model_args.config_name:
+        special = {
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+        }
+        config = ForgeConfig.from_pretrained(model_args.config_name, **{**special, **overrides})
+        model = auto_class.from_config(config)
+        logger.info("Training from scratch: %s with %.2fM parameters", model_args.config_name, model.num_parameters() / 1e6)
+    else:
+        raise ValueError(
+            "No model: pass --model_name_or_path (a pretrained Forge folder) or --config_name (a preset such as "
+            "forge-tiny / forge-small, to train from scratch)."
+        )
+    check_vocab_matches(model, tokenizer)
+    return model
+
+
+def check_vocab_matches(model: Any, tokenizer: Any) -> None:
+    """Raise when the tokenizer can produce ids the model has no embedding for."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ValueError(
+            f"The tokenizer has {len(tokenizer)} tokens but the model's embedding has {rows} rows, so some ids "
+            "would index past it. Use the tokenizer saved with the model (--tokenizer_name = the model folder), "
+            "or train from scratch with --config_name so the embedding is sized to the tokenizer."
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+# --------------------------------------------------------------------------------------------
+def train(trainer: Any, resume_from_checkpoint: Optional[str], num_train_examples: int) -> dict[str, float]:
+    """``trainer.train`` with resume, the NaN guard's verdict, and train metrics saved.
+
+    Raises:
+        TrainingDivergedError: the NaN guard stopped the run (its message names step and causes).
+    """
+    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, NaNGuardCallback) and callback.triggered:
+            raise TrainingDivergedError(callback.message)
+    metrics = dict(result.metrics)
+    metrics["train_samples"] = num_train_examples
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+def write_predictions(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write one JSON object per line (UTF-8), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
+    keys = (
+        "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+        "num_train_epochs", "max_steps", "warmup_steps", "weight_decay", "label_smoothing_factor", "lr_scheduler_type",
+        "seed", "early_stopping_patience", "metric_for_best_model",
+    )
+    hyper = {key: getattr(training_args, key) for key in keys if getattr(training_args, key, None) is not None}
+    hyper["lr_scheduler_type"] = str(hyper.get("lr_scheduler_type", ""))
+    for key, value in model_args.config_kwargs().items():
+        hyper[f"config.{key}"] = value
+    return hyper
+
+
+def finish_run(
+    trainer: Any,
+    tokenizer: Any,
+    *,
+    model_args: Any,
+    data_args: Any,
+    training_args: Any,
+    task: str,
+    metrics: Mapping[str, Any],
+    train_metrics: Optional[Mapping[str, Any]] = None,
+    dataset_name: Optional[str] = None,
+    started: Optional[float] = None,
+    argv: Optional[Sequence[str]] = None,
+) -> None:
+    """Save the Hub-ready folder, ``all_results.json``, the loss curve and the model card (main process only).
+
+    ``task`` is the pipeline task (text-classification, translation, summarization, question-answering,
+    semantic-role-labeling); ``metrics`` are the measured evaluation results (``eval_*``) for the card.
+    """
+    if not trainer.is_world_process_zero():
+        return
+    from .export import save_hub_folder
+
+    output_dir = Path(training_args.output_dir)
+    if training_args.do_train:
+        save_hub_folder(
+            trainer.model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
+        )
+    all_metrics = {**(train_metrics or {}), **metrics}
+    trainer.save_metrics("all", all_metrics, combined=False)
+    curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)
+    if not training_args.do_train:
+        return
+    try:
+        from .cards import write_model_card
+    except ImportError:  # the card writer is optional for a bare checkout
+        logger.warning("recipes.core.cards is not available; no model card written.")
+        return
+    elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
+    steps = trainer.state.global_step
+    command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
+    write_model_card(
+        output_dir,
+        model_name=output_dir.name,
+        task=task,
+        metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
+        base_model=model_args.model_name_or_path if model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path) else None,
+        dataset_name=dataset_name or data_args.dataset_name or _data_label(data_args),
+        dataset_split="validation",
+        hyperparameters=_hyperparameters(training_args, model_args),
+        training_budget=f"{steps} optimizer steps ({trainer.state.epoch or 0:.2f} epochs){elapsed}",
+        command=command,
+        loss_curve=curve,
+    )
+
+
+_RECIPE_OF_TASK = {
+    "text-classification": "sentiment",
+    "translation": "translation",
+    "summarization": "summarization",
+    "question-answering": "qa",
+    "semantic-role-labeling": "srl",
+}
+
+
+def _recipe_module(task: str) -> str:
+    return _RECIPE_OF_TASK.get(task, task)
+
+
+def _data_label(data_args: Any) -> str:
+    files = data_args.data_files()
+    if not files:
+        return "local data"
+    return str(Path(next(iter(files.values()))).parent.name or "local data")
