@@ -1,0 +1,617 @@
+"""Forge vs BART of the same shape: training, generation, encoder throughput, peak memory, length scaling.
+
+One command (defaults: forge-small shape, batch 16 x 128 source / 64 target tokens, fp32, sdpa, this CPU)::
+
+    python bench/bench_model.py                       # full run, table on stdout, JSON under bench/results/
+    python bench/bench_model.py --quick               # seconds-long smoke run on a micro shape
+    python bench/bench_model.py --device cuda --dtype bf16 --extra-train-presets forge-base
+
+Both models are built in ONE process with identical width, depth, heads, feed-forward size, vocabulary and maximum
+positions, dropout 0 everywhere, the same attention kernel, and the same random inputs. Every measurement interleaves
+the two models (A B, then B A, round after round) so that drift of a shared machine hits both; the figure reported is
+the median over rounds. The structural differences that remain are those of the two designs and are listed in the
+output (``STRUCTURAL_DIFFERENCES``).
+
+Peak training memory on CPU is read from torch.profiler's allocation events (``profile_memory=True``): the highest
+``total_allocated`` seen during one step, i.e. the bytes torch allocated above what was alive when the step began,
+plus the bytes alive at the start (weights, buffers, AdamW state). It counts tensors, not the process RSS, so other
+processes on the machine and the allocator's caching do not disturb it. On CUDA it is ``torch.cuda.max_memory_allocated``.
+
+Model FLOPs (for MFU) are counted analytically from the shape, the same formula for both models: 2 FLOPs per
+multiply-add of every linear layer, attention scores and values (causal self-attention counted at half), the lm_head,
+times 3 for forward + backward. MFU is reported against two matmul rates measured in the same run, interleaved with
+the models: a projection-shaped ``torch.mm`` ((batch*src) x d_model x ffn) and a large square one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
+
+from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration, ForgeForSequenceClassification
+
+
+STRUCTURAL_DIFFERENCES = [
+    "Forge: pre-norm layers + one final norm per stack; BART: post-norm layers + layernorm_embedding.",
+    "Forge: fixed sinusoidal positions (no parameters, precomputed table); BART: learned positions (offset 2).",
+    "Forge: fused q/k/v projection (one matmul) and fused cross-attention k/v; BART: separate q, k, v linears.",
+    "Forge: token embeddings scaled by sqrt(d_model) (its default); BART: scale_embedding=False (as configured here).",
+    "BART adds final_logits_bias (a vocab-size buffer) to the logits; Forge has no logits bias.",
+    "Beam search: Forge reorders only the self-attention cache (cross-attention K/V are identical within a source); "
+    "BART reorders both.",
+]
+
+FORGE, BART = "forge", "bart"
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models and inputs
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def forge_config(preset: str, attn: str, max_positions: int | None) -> ForgeConfig:
+    """The Forge preset with dropout 0 and the requested attention kernel."""
+    overrides = dict(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, classifier_dropout=0.0)
+    if max_positions is not None:
+        overrides["max_position_embeddings"] = max_positions
+    config = ForgeConfig.from_pretrained(preset, **overrides)
+    config._attn_implementation = attn
+    return config
+
+
+def bart_config_like(config: ForgeConfig, attn: str) -> BartConfig:
+    """A BART config with exactly Forge's shape, ids and dropout 0 (BART's own structure otherwise)."""
+    bart = BartConfig(
+        vocab_size=config.vocab_size,
+        d_model=config.d_model,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.encoder_attention_heads,
+        decoder_attention_heads=config.decoder_attention_heads,
+        encoder_ffn_dim=config.encoder_ffn_dim,
+        decoder_ffn_dim=config.decoder_ffn_dim,
+        activation_function=config.activation_function,
+        max_position_embeddings=config.max_position_embeddings,
+        dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        classifier_dropout=0.0,
+        init_std=config.init_std,
+        scale_embedding=False,
+        pad_token_id=config.pad_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+        forced_eos_token_id=None,
+        forced_bos_token_id=None,
+        tie_word_embeddings=True,
+    )
+    bart._attn_implementation = attn
+    return bart
+
+
+def build_pair(preset: str, attn: str, max_positions: int | None, device: torch.device) -> dict[str, torch.nn.Module]:
+    """Forge and BART seq2seq models of the same shape, same seed, on ``device`` (fp32 weights)."""
+    config = forge_config(preset, attn, max_positions)
+    torch.manual_seed(0)
+    forge = ForgeForConditionalGeneration(config).to(device)
+    torch.manual_seed(0)
+    bart = BartForConditionalGeneration(bart_config_like(config, attn)).to(device)
+    generation = GenerationConfig(
+        decoder_start_token_id=config.decoder_start_token_id,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+    )
+    for model in (forge, bart):
+        model.generation_config = generation
+    return {FORGE: forge, BART: bart}
+
+
+def make_batch(vocab: int, batch: int, src_len: int, tgt_len: int, device: torch.device, seed: int = 0) -> dict:
+    """Random token ids above the special ids, no padding (attention_mask all ones, as a packed batch)."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, vocab, (batch, src_len), generator=generator)
+    labels = torch.randint(5, vocab, (batch, tgt_len), generator=generator)
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": torch.ones_like(input_ids).to(device),
+        "labels": labels.to(device),
+    }
+
+
+def num_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Timing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def autocast(device: torch.device, dtype: str):
+    """bf16 autocast (fp32 master weights and AdamW state), or nothing for fp32."""
+    if dtype == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def interleave(fns: dict[str, Callable[[], None]], rounds: int, warmup: int, device: torch.device) -> dict[str, list]:
+    """Seconds per call of each function, interleaved: A B, B A, A B ... (order flipped every round)."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else reversed(names):
+            synchronize(device)
+            start = time.perf_counter()
+            fns[name]()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def train_step_fn(model, optimizer, batch: dict, device: torch.device, dtype: str) -> Callable[[], None]:
+    """One training step: forward with labels, backward, AdamW step, grads set to None."""
+
+    def step() -> None:
+        model.train()
+        with autocast(device, dtype):
+            loss = model(**batch).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def generate_fn(model, batch: dict, num_beams: int, new_tokens: int, device, dtype) -> Callable[[], None]:
+    """Exactly ``new_tokens`` new tokens per sequence (min = max), greedy or beam search, with the KV cache."""
+
+    def run() -> None:
+        model.eval()
+        with torch.inference_mode(), autocast(device, dtype):
+            out = model.generate(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                num_beams=num_beams,
+                do_sample=False,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                use_cache=True,
+            )
+        # decoder_start + new tokens: a shorter output means generation stopped early and the rate would be wrong.
+        assert out.shape[1] == new_tokens + 1, out.shape
+
+    return run
+
+
+def encoder_forward_fn(model, batch: dict, device, dtype) -> Callable[[], None]:
+    def run() -> None:
+        model.eval()
+        with torch.inference_mode(), autocast(device, dtype):
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+    return run
+
+
+def matmul_fn(m: int, k: int, n: int, device, dtype: str, repeats: int) -> tuple[Callable[[], None], float]:
+    """``repeats`` products (m x k) @ (k x n); returns the function and its FLOPs."""
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    a = torch.randn(m, k, device=device, dtype=torch_dtype)
+    b = torch.randn(k, n, device=device, dtype=torch_dtype)
+    out = torch.empty(m, n, device=device, dtype=torch_dtype)
+
+    def run() -> None:
+        for _ in range(repeats):
+            torch.mm(a, b, out=out)
+
+    return run, 2.0 * m * k * n * repeats
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# FLOPs and memory
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def train_flops(config: ForgeConfig, batch: int, src: int, tgt: int) -> float:
+    """Model FLOPs of one training step (forward + backward = 3 x forward), the same count for Forge and BART."""
+    d, h_enc, h_dec = config.d_model, config.encoder_ffn_dim, config.decoder_ffn_dim
+    enc_tokens, dec_tokens = batch * src, batch * tgt
+    encoder = config.encoder_layers * (
+        2 * enc_tokens * (4 * d * d + 2 * d * h_enc)  # q, k, v, out projections + feed-forward
+        + 4 * batch * src * src * d  # scores + weighted values, bidirectional
+    )
+    decoder = config.decoder_layers * (
+        2 * dec_tokens * (4 * d * d + 2 * d * d + 2 * d * h_dec)  # self q/k/v/out, cross q/out, feed-forward
+        + 2 * enc_tokens * 2 * d * d  # cross-attention k, v of the encoder output
+        + 2 * batch * tgt * tgt * d  # causal self-attention (half of the full square)
+        + 4 * batch * tgt * src * d  # cross-attention scores + values
+    )
+    lm_head = 2 * dec_tokens * d * config.vocab_size
+    return 3.0 * (encoder + decoder + lm_head)
+
+
+def live_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> int:
+    """Bytes of parameters, buffers and optimizer state (alive before and after a step)."""
+    seen: set[int] = set()
+    total = 0
+    tensors = list(model.parameters()) + list(model.buffers())
+    if optimizer is not None:
+        for state in optimizer.state.values():
+            tensors += [t for t in state.values() if torch.is_tensor(t)]
+    for t in tensors:
+        if t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    return total
+
+
+def peak_step_memory(step: Callable[[], None], model, optimizer, device: torch.device) -> dict:
+    """Peak bytes of tensors during one call of ``step`` (see the module docstring for the method)."""
+    static = live_bytes(model, optimizer)
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        return {"peak_bytes": peak, "static_bytes": static, "peak_step_bytes": peak - static,
+                "method": "torch.cuda.max_memory_allocated"}
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    peak_delta = 0
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation:
+            peak_delta = max(peak_delta, node.extra_fields.total_allocated)
+        stack.extend(node.children)
+    return {"peak_bytes": static + peak_delta, "static_bytes": static, "peak_step_bytes": peak_delta,
+            "method": "torch.profiler allocation events (max total_allocated during the step) + live weights/state"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The benchmark
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def rate_entry(times: dict[str, list[float]], units: float, unit: str) -> dict:
+    """Median seconds and units/s per model, plus the Forge/BART ratio of the rates."""
+    entry = {name: {"median_s": median(t), "times_s": t, f"{unit}_per_s": units / median(t)} for name, t in times.items()}
+    entry["ratio"] = entry[FORGE][f"{unit}_per_s"] / entry[BART][f"{unit}_per_s"]
+    entry["unit"] = f"{unit}/s"
+    return entry
+
+
+def measure_training(pair, config, args, device, batch_size, src, tgt, rounds, warmup, with_memory=True) -> dict:
+    batch = make_batch(config.vocab_size, batch_size, src, tgt, device)
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4) for name, m in pair.items()}
+    steps = {name: train_step_fn(m, optimizers[name], batch, device, args.dtype) for name, m in pair.items()}
+    times = interleave(steps, rounds, warmup=max(warmup, 1), device=device)  # warmup >= 1: AdamW state exists
+    result = rate_entry(times, batch_size * (src + tgt), "tokens")
+    result["shape"] = {"batch": batch_size, "src_len": src, "tgt_len": tgt}
+    result["flops_per_step"] = train_flops(config, batch_size, src, tgt)
+    for name in pair:
+        result[name]["achieved_flops_per_s"] = result["flops_per_step"] / result[name]["median_s"]
+    if with_memory:
+        memory = {name: peak_step_memory(steps[name], pair[name], optimizers[name], device) for name in pair}
+        result["memory"] = memory
+        result["memory"]["ratio"] = memory[FORGE]["peak_bytes"] / memory[BART]["peak_bytes"]
+    for opt in optimizers.values():  # free AdamW state before the next measurement
+        opt.state.clear()
+    for model in pair.values():
+        model.zero_grad(set_to_none=True)
+    return result
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.attn == "flash_attention_2":
+        try:
+            import flash_attn  # noqa: F401
+        except ImportError as error:
+            raise SystemExit("--attn flash_attention_2 needs the flash_attn package (and a GPU).") from error
+    started = time.time()
+    load_before = os.getloadavg()
+    results: dict = {
+        "meta": {
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]) if __name__ == "__main__" else "run()",
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "python": platform.python_version(),
+            "device": args.device,
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
+            "dtype": args.dtype,
+            "attn_implementation": args.attn,
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": load_before,
+            "shared_machine_note": args.note,
+            "rounds": args.rounds,
+            "statistic": "median over interleaved rounds (order flipped each round)",
+            "structural_differences": STRUCTURAL_DIFFERENCES,
+        }
+    }
+    pair = build_pair(args.preset, args.attn, args.max_positions, device)
+    config = pair[FORGE].config
+    results["meta"]["preset"] = args.preset
+    results["meta"]["shape"] = {k: getattr(config, k) for k in (
+        "vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "encoder_ffn_dim",
+        "max_position_embeddings")}
+    results["meta"]["params"] = {name: num_params(m) for name, m in pair.items()}
+
+    # Matmul rate: two shapes, interleaved with each other (their rounds sit next to the training rounds).
+    mm_shapes = {
+        "mm_proj": (args.batch * args.src_len, config.d_model, config.encoder_ffn_dim),
+        "mm_square": (args.square, args.square, args.square),
+    }
+    mm_fns, mm_flops = {}, {}
+    for name, (m, k, n) in mm_shapes.items():
+        mm_fns[name], mm_flops[name] = matmul_fn(m, k, n, device, args.dtype, repeats=args.mm_repeats)
+
+    _log(args, "training step ...")
+    training = measure_training(pair, config, args, device, args.batch, args.src_len, args.tgt_len, args.rounds,
+                                args.warmup)
+    mm_times = interleave(mm_fns, args.rounds, warmup=1, device=device)
+    results["matmul"] = {
+        name: {"shape_mkn": mm_shapes[name], "median_s": median(t), "flops_per_s": mm_flops[name] / median(t)}
+        for name, t in mm_times.items()
+    }
+    for name in pair:
+        for mm in mm_fns:
+            training[name][f"mfu_vs_{mm}"] = training[name]["achieved_flops_per_s"] / results["matmul"][mm]["flops_per_s"]
+    results["training"] = training
+
+    gen_batch = make_batch(config.vocab_size, args.gen_batch, args.src_len, 1, device, seed=1)
+    new_tokens = args.gen_batch * args.new_tokens
+    for label, beams in (("greedy", 1), (f"beam{args.beams}", args.beams)):
+        _log(args, f"generation {label} ...")
+        fns = {name: generate_fn(m, gen_batch, beams, args.new_tokens, device, args.dtype) for name, m in pair.items()}
+        results[f"generate_{label}"] = rate_entry(
+            interleave(fns, args.rounds, warmup=args.warmup, device=device), new_tokens, "new_tokens")
+        results[f"generate_{label}"]["shape"] = {"batch": args.gen_batch, "src_len": args.src_len,
+                                                 "new_tokens": args.new_tokens, "num_beams": beams}
+
+    _log(args, "encoder-only forward ...")
+    torch.manual_seed(0)
+    classifier = ForgeForSequenceClassification(forge_config(args.preset, args.attn, args.max_positions)).to(device)
+    encoders = {FORGE: classifier, BART: pair[BART].get_encoder()}
+    fns = {name: encoder_forward_fn(m, gen_batch, device, args.dtype) for name, m in encoders.items()}
+    results["encoder_forward"] = rate_entry(
+        interleave(fns, args.rounds, warmup=args.warmup, device=device), args.gen_batch * args.src_len, "tokens")
+    results["encoder_forward"]["what"] = "ForgeForSequenceClassification forward vs BartModel encoder forward"
+    del classifier, encoders, pair
+
+    for preset in args.extra_train_presets:
+        _log(args, f"training step, {preset} ...")
+        extra = build_pair(preset, args.attn, args.max_positions, device)
+        entry = measure_training(extra, extra[FORGE].config, args, device, args.batch, args.src_len, args.tgt_len,
+                                 args.rounds, args.warmup)
+        for name in extra:
+            for mm in mm_fns:
+                entry[name][f"mfu_vs_{mm}"] = entry[name]["achieved_flops_per_s"] / results["matmul"][mm]["flops_per_s"]
+        results[f"training_{preset}"] = entry
+        del extra
+
+    if args.scaling_lens:
+        results["scaling"] = run_scaling(args, device)
+
+    results["goals"] = goals(results)
+    results["meta"]["loadavg_after"] = os.getloadavg()
+    results["meta"]["wall_s"] = time.time() - started
+    return results
+
+
+def run_scaling(args, device: torch.device) -> dict:
+    """Training step time and peak memory as the source grows, fixed batch and target: linear, not quadratic."""
+    lens = args.scaling_lens
+    pair = build_pair(args.preset, args.attn, max(max(lens), args.max_positions or 0), device)
+    config = pair[FORGE].config
+    rows = []
+    for src in lens:
+        _log(args, f"scaling src_len={src} ...")
+        entry = measure_training(pair, config, args, device, args.scaling_batch, src, args.tgt_len,
+                                 args.scaling_rounds, warmup=1)
+        row = {"src_len": src, "batch": args.scaling_batch, "tgt_len": args.tgt_len}
+        for name in pair:
+            row[name] = {"step_s": entry[name]["median_s"], "tokens_per_s": entry[name]["tokens_per_s"],
+                         "peak_bytes": entry["memory"][name]["peak_bytes"],
+                         "peak_step_bytes": entry["memory"][name]["peak_step_bytes"]}
+        heads = config.encoder_attention_heads
+        row["one_score_matrix_bytes"] = args.scaling_batch * heads * src * src * 4  # what eager would hold per layer
+        rows.append(row)
+    for prev, row in zip(rows, rows[1:]):  # growth exponent: memory ~ src_len ** exponent between neighbours
+        step = math.log(row["src_len"] / prev["src_len"])
+        for name in (FORGE, BART):
+            row[name]["memory_exponent"] = math.log(row[name]["peak_step_bytes"] / prev[name]["peak_step_bytes"]) / step
+            row[name]["time_exponent"] = math.log(row[name]["step_s"] / prev[name]["step_s"]) / step
+    del pair
+    return {"what": "training step (fwd + bwd + AdamW), fixed batch and target length", "rows": rows}
+
+
+def goals(results: dict) -> dict:
+    """The issue's goals, each with the measured ratio and whether it is met."""
+    checks = {
+        "training_tokens_per_s >= 1.25x BART": (results["training"]["ratio"], 1.25, True),
+        "greedy_new_tokens_per_s >= 1.5x BART": (results["generate_greedy"]["ratio"], 1.5, True),
+    }
+    beam_key = next(k for k in results if k.startswith("generate_beam"))
+    checks["beam_new_tokens_per_s >= 1.2x BART"] = (results[beam_key]["ratio"], 1.2, True)
+    checks["peak_training_memory <= BART"] = (results["training"]["memory"]["ratio"], 1.0, False)
+    return {name: {"ratio": ratio, "target": target, "met": ratio >= target if higher else ratio <= target}
+            for name, (ratio, target, higher) in checks.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "cpu"
+
+
+def _log(args, message: str) -> None:
+    if not args.silent:
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def format_table(results: dict) -> str:
+    """The human-readable summary (Markdown table) printed at the end of a run."""
+    meta = results["meta"]
+    lines = [
+        f"Forge vs BART, {meta['preset']} shape, {meta['dtype']}, attn={meta['attn_implementation']}, "
+        f"device={meta['device_name']}, torch threads={meta['torch_threads']} (cpu_count {meta['cpu_count']}), "
+        f"median of {meta['rounds']} interleaved rounds",
+        f"load average before/after: {_fmt_load(meta['loadavg_before'])} / {_fmt_load(meta.get('loadavg_after'))}"
+        + (f"; {meta['shared_machine_note']}" if meta["shared_machine_note"] else ""),
+        f"params: Forge {meta['params'][FORGE] / 1e6:.2f}M, BART {meta['params'][BART] / 1e6:.2f}M",
+        "",
+        "| metric | Forge | BART | Forge/BART |",
+        "|---|---:|---:|---:|",
+    ]
+
+    def row(label: str, entry: dict, key: str, scale: float = 1.0, fmt: str = "{:,.0f}") -> None:
+        lines.append(f"| {label} | {fmt.format(entry[FORGE][key] * scale)} | {fmt.format(entry[BART][key] * scale)} "
+                     f"| {entry[FORGE][key] / entry[BART][key]:.2f}x |")
+
+    t = results["training"]
+    shape = t["shape"]
+    row(f"train tokens/s ({shape['batch']}x{shape['src_len']}+{shape['tgt_len']}, fwd+bwd+AdamW)", t, "tokens_per_s")
+    for mm in ("mm_proj", "mm_square"):
+        mkn = "x".join(str(v) for v in results["matmul"][mm]["shape_mkn"])
+        row(f"train MFU vs {mm} {mkn} ({results['matmul'][mm]['flops_per_s'] / 1e9:.1f} GFLOP/s)", t,
+            f"mfu_vs_{mm}", 100.0, "{:.1f}%")
+    row("peak train memory MiB", t["memory"], "peak_bytes", 1 / 2**20, "{:,.1f}")
+    row("  of which allocated during the step MiB", t["memory"], "peak_step_bytes", 1 / 2**20, "{:,.1f}")
+    for key in results:
+        if key.startswith("generate_"):
+            g = results[key]
+            s = g["shape"]
+            row(f"{key[9:]} new tokens/s (batch {s['batch']}, {s['new_tokens']} new)", g, "new_tokens_per_s", 1.0,
+                "{:,.1f}")
+    e = results["encoder_forward"]
+    row("encoder-only forward tokens/s", e, "tokens_per_s")
+    for key in results:
+        if key.startswith("training_forge-"):
+            row(f"train tokens/s, {key[9:]} shape", results[key], "tokens_per_s")
+            row(f"train MFU vs mm_square, {key[9:]}", results[key], "mfu_vs_mm_square", 100.0, "{:.1f}%")
+    lines.append(f"\npeak memory method: {t['memory'][FORGE]['method']}")
+    if "scaling" in results:
+        lines += ["", f"Scaling ({results['scaling']['what']}):", "",
+                  "| src_len | batch | Forge step s | BART step s | Forge/BART speed | Forge step MiB | BART step MiB | "
+                  "mem exponent Forge / BART | one eager score matrix MiB |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in results["scaling"]["rows"]:
+            exponent = (f"{r[FORGE]['memory_exponent']:.2f} / {r[BART]['memory_exponent']:.2f}"
+                        if "memory_exponent" in r[FORGE] else "-")
+            lines.append(
+                f"| {r['src_len']} | {r['batch']} | {r[FORGE]['step_s']:.3f} | {r[BART]['step_s']:.3f} | "
+                f"{r[BART]['step_s'] / r[FORGE]['step_s']:.2f}x | {r[FORGE]['peak_step_bytes'] / 2**20:,.1f} | "
+                f"{r[BART]['peak_step_bytes'] / 2**20:,.1f} | {exponent} | {r['one_score_matrix_bytes'] / 2**20:,.1f} |")
+        lines.append("(step MiB = bytes allocated during the step above weights/AdamW state; exponent = "
+                     "log(mem ratio)/log(len ratio) between neighbouring rows: 1 linear, 2 quadratic)")
+    lines += ["", "Goals:"]
+    for name, g in results["goals"].items():
+        lines.append(f"  [{'met' if g['met'] else 'NOT met'}] {name}: measured {g['ratio']:.2f}x")
+    lines += ["", "Structural differences that remain:"] + [f"  - {d}" for d in STRUCTURAL_DIFFERENCES]
+    return "\n".join(lines)
+
+
+def _fmt_load(load) -> str:
+    return "n/a" if load is None else "/".join(f"{v:.1f}" for v in load)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--preset", default="forge-small", choices=sorted(PRESETS), help="shape of both models")
+    parser.add_argument("--batch", type=int, default=16, help="training batch size")
+    parser.add_argument("--src-len", type=int, default=128, help="source tokens per example")
+    parser.add_argument("--tgt-len", type=int, default=64, help="target tokens per example")
+    parser.add_argument("--gen-batch", type=int, default=16, help="generation / encoder-forward batch size")
+    parser.add_argument("--new-tokens", type=int, default=32, help="new tokens per generated sequence (min = max)")
+    parser.add_argument("--beams", type=int, default=4, help="beams of the beam-search measurement")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="bf16 = autocast, fp32 weights")
+    parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager", "flex_attention", "flash_attention_2"))
+    parser.add_argument("--max-positions", type=int, default=None, help="max_position_embeddings (default: preset)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per model before timing")
+    parser.add_argument("--square", type=int, default=2048, help="size of the square matmul of the rate reference")
+    parser.add_argument("--mm-repeats", type=int, default=3, help="matmuls per timed call")
+    parser.add_argument("--scaling-lens", type=lambda s: [int(v) for v in s.split(",") if v],
+                        default=[128, 256, 512, 1024, 2048], help="source lengths of the scaling table ('' = skip)")
+    parser.add_argument("--scaling-batch", type=int, default=2, help="batch size of the scaling table")
+    parser.add_argument("--scaling-rounds", type=int, default=3, help="interleaved rounds per scaling row")
+    parser.add_argument("--extra-train-presets", nargs="*", default=[], help="also measure training at these presets")
+    parser.add_argument("--note", default="machine shared with other engineers running tests during the run",
+                        help="free-text note on machine load, printed and stored")
+    parser.add_argument("--json", default=None, help="results file (default bench/results/<device>_<dtype>_<preset>.json)")
+    parser.add_argument("--quick", action="store_true", help="micro shape, 1 round: checks the code path in seconds")
+    parser.add_argument("--silent", action="store_true", help="no progress lines on stderr")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.src_len, args.tgt_len, args.gen_batch, args.new_tokens = 2, 16, 8, 2, 4
+        args.rounds, args.warmup, args.square, args.mm_repeats = 1, 0, 64, 1
+        args.scaling_lens, args.scaling_batch, args.scaling_rounds = [16, 32], 1, 1
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    return args
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark, print the table, write the JSON; returns the results dict."""
+    args = parse_args(argv)
+    results = run(args)
+    table = format_table(results)
+    results["table"] = table
+    path = Path(args.json) if args.json else BENCH_DIR / "results" / f"{args.device}_{args.dtype}_{args.preset}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=1, default=float))
+    print(table)
+    print(f"\nresults written to {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()
