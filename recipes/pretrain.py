@@ -30,7 +30,7 @@ from typing import Any, Optional
 import datasets
 import transformers
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
@@ -145,8 +145,30 @@ class PretrainingArguments(ForgeTrainingArguments):
 # --------------------------------------------------------------------------------------------
 
 
+def last_complete_checkpoint(output_dir: str) -> Optional[str]:
+    """Newest ``checkpoint-N`` that was completely written.
+
+    The Trainer writes a checkpoint in place (weights, optimizer, RNG, then trainer_state.json), so
+    a run killed during a save leaves a partial folder; it is skipped and the previous one used.
+    """
+    if not os.path.isdir(output_dir):
+        return None
+    candidates = []
+    for name in os.listdir(output_dir):
+        path = os.path.join(output_dir, name)
+        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.split("-")[-1].isdigit() and os.path.isdir(path):
+            candidates.append((int(name.split("-")[-1]), path))
+    for _, path in sorted(candidates, reverse=True):
+        if os.path.isfile(os.path.join(path, "trainer_state.json")) and os.path.isfile(
+            os.path.join(path, "model.safetensors")
+        ):
+            return path
+        logger.warning("Skipping %s: incomplete (the run stopped while saving it).", path)
+    return None
+
+
 def resolve_resume(training_args: PretrainingArguments) -> Optional[str]:
-    """Checks on the output folder; returns the checkpoint to resume from (``last`` -> newest).
+    """Checks on the output folder; returns the checkpoint to resume from (``last`` -> newest complete).
 
     A finished model is never overwritten without --overwrite_output_dir; checkpoints of an
     unfinished run are never silently restarted over either.
@@ -154,9 +176,9 @@ def resolve_resume(training_args: PretrainingArguments) -> Optional[str]:
     out = training_args.output_dir
     resume = training_args.resume_from_checkpoint
     if resume in ("last", "latest", "True", "true"):
-        resume = get_last_checkpoint(out) if os.path.isdir(out) else None
+        resume = last_complete_checkpoint(out)
         if resume is None:
-            raise ValueError(f"--resume_from_checkpoint last: no checkpoint-* folder in {out}.")
+            raise ValueError(f"--resume_from_checkpoint last: no complete checkpoint-* folder in {out}.")
     if resume is not None and not os.path.isdir(resume):
         raise ValueError(f"--resume_from_checkpoint {resume} is not a folder.")
     if resume is None:
@@ -295,8 +317,8 @@ def perplexity(loss: float) -> float:
         return float("inf")
 
 
-def main(argv: Optional[list[str]] = None) -> dict[str, float]:
-    """Run pretraining; returns the final metrics."""
+def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
+    """Run pretraining; returns the final metrics. ``callbacks`` are added to the Trainer's."""
     model_args, data_args, training_args = parse_args(
         PretrainModelArguments, PretrainDataArguments, PretrainingArguments, args=argv
     )
@@ -336,7 +358,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, float]:
         mean_noise_span_length=data_args.mean_noise_span_length, seed=training_args.seed,
     )
     collator.sentinels_for(data_args.block_size)  # fail now, not at step 1, when sentinels are missing
-    callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)]
+    callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(
+        callbacks or []
+    )
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
@@ -368,8 +392,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, float]:
     trainer.save_state()
 
     if trainer.is_world_process_zero():
+        # Resuming a run continues it: its own final folder (from an earlier, shorter end) is replaced.
+        own_run = resume is not None and Path(resume).resolve().parent == Path(training_args.output_dir).resolve()
         save_hub_folder(model, tokenizer, training_args.output_dir, task=HUB_TASK,
-                        overwrite=training_args.overwrite_output_dir)
+                        overwrite=training_args.overwrite_output_dir or own_run)
         _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
                     started, argv)
     return metrics
