@@ -419,6 +419,9 @@ class ForgeEncoder(_ForgeStack):
         inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
+        # generate() hands the batch's remaining model kwargs to the encoder; under Seq2SeqTrainer's
+        # predict_with_generate that includes `labels`, which the encoder has no use for.
+        kwargs.pop("labels", None)
         _check_kwargs(kwargs, "ForgeEncoder.forward")
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=0)
         # None when there is no padding under sdpa/flash: the kernel then needs no mask at all.
