@@ -1,0 +1,257 @@
+"""The main job: raw text -> tokenizer -> pretrained Forge -> five fine-tuned, carded, Hub-ready models.
+
+    python -m recipes.main_job                                   # embedded sample, ~10 minutes on 2 CPU cores
+    python -m recipes.main_job --data-dir ../shared/data --preset forge-small --budget full
+    python -m recipes.main_job --quick                           # smoke mode (the test suite runs this)
+
+Each stage calls the same recipe ``main()`` a user would run from the command line, so this file holds no
+training logic of its own: it only chooses the arguments, runs the stages in order, shows ``pipeline()``
+output for each task from the saved folder (loaded with ``trust_remote_code=True``, as a Hub user would),
+and prints the final table. The exact command of every stage is written to ``<output-dir>/commands.sh``.
+
+The embedded sample (``recipes/sample_data``) is small text written for Forge: numbers on it show that the
+whole chain works, not how good the model can be. ``--data-dir`` takes any folder laid out like it:
+``pretrain/{train,validation}.jsonl`` and ``<task>/{train,validation}.jsonl`` for sentiment, translation,
+summarization, qa and srl.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+logger = logging.getLogger("recipes.main_job")
+
+SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data"
+TASKS = ("sentiment", "translation", "summarization", "qa", "srl")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work each stage does; ``quick`` is the smoke mode the tests run."""
+
+    pretrain_steps: int
+    block_size: int
+    vocab_size: int
+    finetune_epochs: float
+    finetune_max_steps: int  # -1: use epochs
+    max_train_samples: Optional[int]
+    max_eval_samples: Optional[int]
+    batch_size: int
+    eval_batch_size: int
+    num_beams: int
+
+
+BUDGETS = {
+    "quick": Budget(pretrain_steps=6, block_size=64, vocab_size=600, finetune_epochs=1, finetune_max_steps=4,
+                    max_train_samples=32, max_eval_samples=8, batch_size=8, eval_batch_size=8, num_beams=1),
+    "sample": Budget(pretrain_steps=300, block_size=128, vocab_size=4000, finetune_epochs=3, finetune_max_steps=-1,
+                     max_train_samples=None, max_eval_samples=None, batch_size=16, eval_batch_size=32, num_beams=2),
+    "full": Budget(pretrain_steps=3000, block_size=256, vocab_size=16384, finetune_epochs=3, finetune_max_steps=-1,
+                   max_train_samples=None, max_eval_samples=None, batch_size=32, eval_batch_size=64, num_beams=4),
+}
+
+# task -> (recipe module, pipeline task name, metric shown in the table, extra recipe flags)
+TASK_SPECS: dict[str, tuple[str, str, str, list[str]]] = {
+    "sentiment": ("recipes.sentiment", "text-classification", "eval_accuracy", []),
+    "translation": ("recipes.translation", "translation", "eval_bleu",
+                    ["--source_lang", "de", "--target_lang", "en", "--predict_with_generate",
+                     "--max_source_length", "64", "--max_target_length", "64"]),
+    "summarization": ("recipes.summarization", "summarization", "eval_rougeL",
+                      ["--predict_with_generate", "--max_source_length", "256", "--max_target_length", "48"]),
+    "qa": ("recipes.qa", "question-answering", "eval_f1", ["--max_seq_length", "192", "--doc_stride", "64"]),
+    "srl": ("recipes.srl", "semantic-role-labeling", "eval_overall_f1", ["--max_seq_length", "96"]),
+}
+
+
+def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m recipes.main_job", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=str(SAMPLE_DATA),
+                        help="Folder laid out like ../shared/data (default: the embedded sample).")
+    parser.add_argument("--preset", default=None,
+                        help="Forge size preset to pretrain (default: forge-small, forge-tiny with --quick).")
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default=None,
+                        help="Work per stage: quick (smoke), sample (default), full (real data).")
+    parser.add_argument("--quick", action="store_true", help="Same as --budget quick --preset forge-tiny.")
+    parser.add_argument("--output-dir", default="outputs/main_job", help="Where every folder is written.")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated subset of: " + ", ".join(TASKS))
+    parser.add_argument("--overwrite", action="store_true",
+                        help="Replace finished models already in --output-dir (otherwise the job refuses).")
+    parser.add_argument("--seed", type=int, default=42)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.budget = args.budget or "quick"
+        args.preset = args.preset or "forge-tiny"
+    args.budget = args.budget or "sample"
+    args.preset = args.preset or "forge-small"
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        parser.error(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+    args.tasks = tasks
+    return args
+
+
+def _split_files(data_dir: Path, task: str) -> tuple[Path, Path]:
+    folder = data_dir / task
+    train, validation = folder / "train.jsonl", folder / "validation.jsonl"
+    for path in (train, validation):
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: --data-dir must hold {task}/train.jsonl and {task}/validation.jsonl "
+                f"(the layout of ../shared/data and of {SAMPLE_DATA})."
+            )
+    return train, validation
+
+
+def _common_flags(budget: Budget, output_dir: Path, seed: int, overwrite: bool) -> list[str]:
+    flags = [
+        "--output_dir", str(output_dir), "--seed", str(seed), "--report_to", "none",
+        "--per_device_train_batch_size", str(budget.batch_size),
+        "--per_device_eval_batch_size", str(budget.eval_batch_size),
+        "--logging_steps", "10", "--disable_tqdm", "true", "--dataloader_num_workers", "0",
+        "--dataloader_pin_memory", "false",
+    ]
+    if overwrite:
+        flags.append("--overwrite_output_dir")
+    return flags
+
+
+def _sample_flags(budget: Budget) -> list[str]:
+    flags = []
+    if budget.max_train_samples:
+        flags += ["--max_train_samples", str(budget.max_train_samples)]
+    if budget.max_eval_samples:
+        flags += ["--max_eval_samples", str(budget.max_eval_samples)]
+    return flags
+
+
+def pretrain_argv(args: argparse.Namespace, budget: Budget, out: Path) -> list[str]:
+    """Arguments of ``recipes.pretrain`` for the pretraining stage."""
+    train, validation = _split_files(Path(args.data_dir), "pretrain")
+    return [
+        "--train_file", str(train), "--validation_file", str(validation),
+        "--config_name", args.preset, "--vocab_size", str(budget.vocab_size),
+        "--block_size", str(budget.block_size), "--max_steps", str(budget.pretrain_steps),
+        "--learning_rate", "1e-3", "--warmup_steps", "0.05",
+        "--eval_strategy", "steps", "--eval_steps", str(max(budget.pretrain_steps // 3, 1)),
+        "--save_strategy", "steps", "--save_steps", str(max(budget.pretrain_steps // 3, 1)), "--save_total_limit", "1",
+        *_sample_flags(budget),
+        *_common_flags(budget, out, args.seed, args.overwrite),
+    ]
+
+
+def finetune_argv(args: argparse.Namespace, budget: Budget, task: str, base: Path, out: Path) -> list[str]:
+    """Arguments of the task recipe, starting from the pretrained folder ``base``."""
+    _, _, metric, extra = TASK_SPECS[task]
+    train, validation = _split_files(Path(args.data_dir), task)
+    length = (["--max_steps", str(budget.finetune_max_steps)] if budget.finetune_max_steps > 0
+              else ["--num_train_epochs", str(budget.finetune_epochs)])
+    generation = []
+    if "--predict_with_generate" in extra:
+        generation = ["--generation_num_beams", str(budget.num_beams), "--generation_max_length", "64"]
+    return [
+        "--model_name_or_path", str(base), "--train_file", str(train), "--validation_file", str(validation),
+        "--do_train", "--do_eval", *length, "--learning_rate", "5e-4", "--weight_decay", "0.01",
+        "--warmup_steps", "0.1", "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "1",
+        "--load_best_model_at_end", "--metric_for_best_model", metric.removeprefix("eval_"),
+        "--early_stopping_patience", "2",
+        *extra, *generation, *_sample_flags(budget),
+        *_common_flags(budget, out, args.seed, args.overwrite),
+    ]
+
+
+def _pipeline_inputs(task: str, data_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """One validation example of ``task`` as pipeline input (and call keyword arguments)."""
+    _, validation = _split_files(data_dir, task)
+    with open(validation, encoding="utf-8") as handle:
+        row = json.loads(handle.readline())
+    if task == "sentiment":
+        return row["text"], {}
+    if task == "translation":
+        return row["de"], {"max_new_tokens": 40}
+    if task == "summarization":
+        return row["document"], {"max_new_tokens": 40}
+    if task == "qa":
+        return {"question": row["question"], "context": row["context"]}, {}
+    return {"words": row["tokens"], "predicate": row["predicate_index"]}, {}
+
+
+def show_pipeline(task: str, folder: Path, data_dir: Path) -> Any:
+    """Load ``folder`` as a Hub user would and run its pipeline on one validation example."""
+    from transformers import pipeline
+
+    pipeline_task = TASK_SPECS[task][1]
+    pipe = pipeline(pipeline_task, model=str(folder), trust_remote_code=True)
+    inputs, kwargs = _pipeline_inputs(task, data_dir)
+    if task == "qa":
+        return pipe(question=inputs["question"], context=inputs["context"], **kwargs)
+    return pipe(inputs, **kwargs)
+
+
+def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str) -> dict:
+    log.append(f"python -m {module} " + " ".join(shlex.quote(a) for a in argv))
+    started = time.time()
+    print(f"\n=== {name}: python -m {module} ... (full command in commands.sh)", flush=True)
+    metrics = fn(argv) or {}
+    print(f"=== {name} done in {time.time() - started:.0f}s", flush=True)
+    return metrics
+
+
+def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
+    """Run the whole job; returns the rows of the final table."""
+    args = _parse(argv)
+    budget = BUDGETS[args.budget]
+    data_dir, out = Path(args.data_dir), Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    commands: list[str] = []
+    rows: list[dict[str, Any]] = []
+    job_started = time.time()
+    print(f"Forge main job: data {data_dir}, preset {args.preset}, budget {args.budget}, output {out}", flush=True)
+
+    from recipes import pretrain
+
+    base = out / "pretrained"
+    metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, "recipes.pretrain")
+    rows.append({"task": "pretraining", "metric": "eval_loss", "value": metrics.get("eval_loss"), "folder": str(base)})
+
+    import importlib
+
+    for task in args.tasks:
+        module, _, metric, _ = TASK_SPECS[task]
+        folder = out / task
+        recipe = importlib.import_module(module)
+        metrics = _run_stage(task, recipe.main, finetune_argv(args, budget, task, base, folder), commands, module)
+        rows.append({"task": task, "metric": metric, "value": metrics.get(metric), "folder": str(folder)})
+        try:
+            shown = show_pipeline(task, folder, data_dir)
+            print(f"pipeline({TASK_SPECS[task][1]!r}) -> {json.dumps(shown, ensure_ascii=False, default=str)[:400]}")
+        except Exception as error:  # the table still prints; the failure is reported, not hidden
+            rows[-1]["pipeline_error"] = f"{type(error).__name__}: {error}"
+            print(f"pipeline({TASK_SPECS[task][1]!r}) FAILED: {rows[-1]['pipeline_error']}")
+
+    (out / "commands.sh").write_text("#!/usr/bin/env bash\nset -e\n" + "\n".join(commands) + "\n", encoding="utf-8")
+    (out / "results.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    print(f"\nForge main job finished in {(time.time() - job_started) / 60:.1f} min "
+          f"(data: {data_dir}; preset {args.preset}; budget {args.budget})\n")
+    print("| task | metric | value | folder |\n|---|---|---|---|")
+    for row in rows:
+        value = "n/a" if row["value"] is None else f"{row['value']:.4g}"
+        print(f"| {row['task']} | {row['metric']} | {value} | {row['folder']} |")
+    failed = [row["task"] for row in rows if "pipeline_error" in row]
+    if failed:
+        raise SystemExit(f"pipeline() failed for: {', '.join(failed)} (see above)")
+    return rows
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
