@@ -36,6 +36,7 @@ __all__ = [
     "word_tags_from_token_predictions",
     "prepare_srl_features",
     "srl_word_dropout",
+    "augment_srl_split",
     "validate_srl_split",
 ]
 
@@ -191,6 +192,21 @@ def srl_word_dropout(
     keep = [i for i, tag in enumerate(tags) if tag != "O" or i == predicate_index or rng.random() >= prob]
     new_index = keep.index(predicate_index)
     return [tokens[i] for i in keep], new_index, [tags[i] for i in keep]
+
+
+def augment_srl_split(ds: Any, columns: tuple[str, str, str], prob: float, seed: int) -> Any:
+    """The training split plus one word-dropout copy of every example (see :func:`srl_word_dropout`)."""
+    import datasets
+
+    tokens_col, index_col, tags_col = columns
+
+    def augment(example: dict, index: int) -> dict:
+        rng = random.Random(f"{seed}-srl-{index}")
+        tokens, predicate, tags = srl_word_dropout(example[tokens_col], example[index_col], example[tags_col], prob, rng)
+        return {tokens_col: tokens, index_col: predicate, tags_col: tags}
+
+    copy = ds.map(augment, with_indices=True, desc="augmenting (word_dropout)")
+    return datasets.concatenate_datasets([ds, copy])
 
 
 def validate_srl_split(raw: Mapping[str, Any], split: str, columns: tuple[str, str, str]) -> None:

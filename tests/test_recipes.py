@@ -1,0 +1,151 @@
+"""Each fine-tuning recipe end to end on a small slice of the embedded sample data with forge-tiny.
+
+Every run must write a Hub-ready folder that loads with the Auto classes, eval_results.json, a
+predictions file, the loss curve and a model card with the measured results.
+"""
+
+import json
+
+import pytest
+from transformers import (
+    AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+)
+
+import modeling  # noqa: F401
+import tokenization  # noqa: F401
+from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
+from recipes import qa, sentiment, srl, summarization, translation
+from recipes.core.export import OutputDirExistsError
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+COMMON = [
+    "--config_name", "forge-tiny", "--do_train", "--do_eval", "--max_steps", "3",
+    "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "8", "--learning_rate", "1e-3",
+    "--logging_steps", "1", "--report_to", "none", "--disable_tqdm", "true", "--save_steps", "3",
+    "--dataloader_pin_memory", "false", "--seed", "7",
+]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tok")
+    train_small_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+def _files(task, n_train=32, n_eval=8):
+    return [
+        "--train_file", str(SAMPLE_DIR / task / "train.jsonl"),
+        "--validation_file", str(SAMPLE_DIR / task / "validation.jsonl"),
+        "--max_train_samples", str(n_train), "--max_eval_samples", str(n_eval),
+    ]
+
+
+def _check_outputs(out, auto_class, metric):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "modeling_forge.py", "README.md",
+                 "eval_results.json", "eval_predictions.jsonl", "loss_curve.png", "all_results.json"):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert auto_class.__name__ in config["auto_map"]
+    results = json.loads((out / "eval_results.json").read_text())
+    assert f"eval_{metric}" in results
+    card = (out / "README.md").read_text()
+    assert "model-index" in card and metric in card
+    model = auto_class.from_pretrained(out)
+    AutoTokenizer.from_pretrained(out)
+    assert (out / "checkpoint-3" / "modeling_forge.py").is_file()  # checkpoints carry the code
+    return model, results, [json.loads(line) for line in (out / "eval_predictions.jsonl").read_text().splitlines()]
+
+
+def test_sentiment_end_to_end_with_early_stopping_and_augmentation(tmp_path, tokenizer_dir):
+    out = tmp_path / "sentiment"
+    metrics = sentiment.main(
+        COMMON + _files("sentiment") + [
+            "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--eval_strategy", "steps", "--eval_steps", "3",
+            "--early_stopping_patience", "2", "--augment", "swap", "--weight_decay", "0.01", "--dropout", "0.1",
+        ]
+    )
+    model, results, rows = _check_outputs(out, AutoModelForSequenceClassification, "accuracy")
+    assert 0 <= metrics["eval_accuracy"] <= 100 and "eval_macro_f1" in results
+    assert model.config.id2label == {0: "0", 1: "1"}
+    assert len(rows) == 8 and {"text", "prediction", "label"} <= set(rows[0])
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["best_metric"] is not None  # best-model tracking on the task metric
+
+
+def test_translation_end_to_end(tmp_path, tokenizer_dir):
+    out = tmp_path / "translation"
+    translation.main(
+        COMMON + _files("translation", n_eval=4) + [
+            "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--source_lang", "de", "--target_lang", "en",
+            "--label_smoothing_factor", "0.1", "--num_beams", "2", "--length_penalty", "1.2",
+            "--val_max_target_length", "8", "--max_source_length", "48", "--max_target_length", "48",
+        ]
+    )
+    model, results, rows = _check_outputs(out, AutoModelForSeq2SeqLM, "bleu")
+    assert "eval_chrf" in results and "eval_gen_len" in results
+    assert {"source", "prediction", "reference"} <= set(rows[0])
+    assert model.generation_config.num_beams == 2
+    assert json.loads((out / "config.json").read_text())["custom_pipelines"].keys() == {"translation"}
+
+
+def test_summarization_end_to_end(tmp_path, tokenizer_dir):
+    out = tmp_path / "summarization"
+    summarization.main(
+        COMMON + _files("summarization", n_eval=4) + [
+            "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--max_source_length", "96",
+            "--max_target_length", "32", "--val_max_target_length", "8", "--no_repeat_ngram_size", "2",
+        ]
+    )
+    _, results, rows = _check_outputs(out, AutoModelForSeq2SeqLM, "rougeL")
+    assert {"eval_rouge1", "eval_rouge2", "eval_rougeLsum", "eval_gen_len"} <= set(results)
+    assert rows[0]["id"].startswith(("train", "dev", "val", "sum")) or rows[0]["id"]
+
+
+def test_qa_end_to_end(tmp_path, tokenizer_dir):
+    out = tmp_path / "qa"
+    qa.main(
+        COMMON + _files("qa") + [
+            "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--max_seq_length", "96",
+            "--doc_stride", "24", "--max_question_length", "24",
+        ]
+    )
+    _, results, rows = _check_outputs(out, AutoModelForQuestionAnswering, "f1")
+    assert "eval_exact_match" in results
+    assert {"id", "prediction", "answers", "nbest"} <= set(rows[0])
+
+
+def test_srl_end_to_end(tmp_path, tokenizer_dir):
+    out = tmp_path / "srl"
+    srl.main(
+        COMMON + _files("srl") + [
+            "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--augment", "word_dropout",
+            "--max_seq_length", "128",
+        ]
+    )
+    model, results, rows = _check_outputs(out, AutoModelForTokenClassification, "f1")
+    assert "V" not in {k[len("eval_f1_"):] for k in results if k.startswith("eval_f1_")}
+    assert all(len(r["prediction"]) == len(r["tokens"]) for r in rows)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert "<pred>" in tokenizer.get_vocab()
+    assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
+
+
+def test_refuses_to_overwrite_a_finished_model_and_reads_yaml(tmp_path, tokenizer_dir):
+    out = tmp_path / "sent"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "model.safetensors").write_bytes(b"x")
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"config_name: forge-tiny\ntokenizer_name: {tokenizer_dir}\noutput_dir: {out}\ndo_train: true\n"
+        f"train_file: {SAMPLE_DIR / 'sentiment' / 'train.jsonl'}\nmax_steps: 1\nreport_to: none\n"
+    )
+    with pytest.raises(OutputDirExistsError, match="overwrite"):
+        sentiment.main([str(config)])
+    assert (out / "model.safetensors").read_bytes() == b"x"  # untouched
