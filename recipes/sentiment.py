@@ -44,7 +44,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
     raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
     validate_for_task("sentiment", raw, data_args)
-    tokenizer = load_tokenizer(model_args)
 
     # Label set: from the fine-tuned model when it has one that is not the default, else from train.
     model_config_labels = None
@@ -64,6 +63,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(names))
 
+    tokenizer = load_tokenizer(model_args)
     model = load_model(
         model_args, AutoModelForSequenceClassification, tokenizer,
         num_labels=len(labels), id2label=id2label, label2id={n: i for i, n in id2label.items()},
