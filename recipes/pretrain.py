@@ -317,8 +317,23 @@ def perplexity(loss: float) -> float:
         return float("inf")
 
 
+def _multi_cpu_if_needed() -> None:
+    """Under torchrun on a machine without an accelerator, make transformers use gloo DDP.
+
+    Without ``use_cpu`` transformers 5 sees no distributed setup on CPU, and every rank trains
+    alone on the full data (and all of them write the output folder). ``ACCELERATE_USE_CPU`` is the
+    environment form of ``--use_cpu``; it is read when the TrainingArguments set up devices.
+    """
+    import torch
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+        if os.environ.setdefault("ACCELERATE_USE_CPU", "true").lower() in ("1", "true", "yes"):
+            logger.info("Multi-process run without an accelerator: using CPU DDP (gloo).")
+
+
 def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Run pretraining; returns the final metrics. ``callbacks`` are added to the Trainer's."""
+    _multi_cpu_if_needed()
     model_args, data_args, training_args = parse_args(
         PretrainModelArguments, PretrainDataArguments, PretrainingArguments, args=argv
     )

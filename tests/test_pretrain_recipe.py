@@ -293,5 +293,5 @@ def test_two_processes_match_one_process_with_double_batch(corpus, tokenizer_dir
     assert sorted(one) == sorted(two) == list(range(1, steps + 1))
     for step in one:
         assert two[step] == pytest.approx(one[step], rel=1e-4), (step, one, two)
-    # different seeds give visibly different losses, so the tolerance above is meaningful
+    # the loss moves between steps, so agreement step by step is not trivially satisfied
     assert abs(one[steps] - one[1]) > 1e-3
