@@ -15,8 +15,8 @@ names transformers 5 accepts: ``forge-summarization``, ``forge-translation``, ``
 The span logic lives in plain functions that the recipes reuse for evaluation, so the numbers in a model
 card come from the same code a user runs:
 - ``decode_qa_spans``: n-best answer spans over stride windows, with the null answer at token 0.
-- ``build_srl_input`` / ``first_token_of_words`` / ``bio_to_spans``: the SRL input format
-  (``<pred>`` ... ``</pred>`` around the predicate word), word-to-token alignment and BIO decoding.
+- ``encode_srl_words`` / ``bio_to_spans``: the SRL input format (``<pred>`` ... ``</pred>`` around the
+  predicate word, as ``recipes/srl.py`` trains) and BIO decoding.
 """
 
 from __future__ import annotations
@@ -424,51 +424,58 @@ def parse_marked_sentence(text: str) -> tuple[str, int]:
     return sentence, starts.index(mark.start())
 
 
-def build_srl_input(words: Sequence[str], predicate_index: int) -> tuple[str, list[tuple[int, int]]]:
-    """The text an SRL model reads, and each word's character span in it.
+def encode_srl_words(
+    tokenizer: Any,
+    words: Sequence[str],
+    predicate_index: int,
+    marker_ids: tuple[int, int],
+    max_length: int | None = None,
+) -> tuple[list[int], list[int | None], bool]:
+    """Encode one sentence with its predicate marked: ``The cat <pred> sat </pred> on the mat </s>``.
 
-    Words are joined by single spaces, with ``<pred>`` and ``</pred>`` around the predicate word:
-    ``(["The", "cat", "ate"], 2)`` -> ``"The cat <pred> ate </pred>"``. Training (recipes) and inference
-    (this pipeline) both build their input here, so the model always sees the same format.
+    Words are encoded one by one (every word after the first with its leading space, as in running text),
+    so each subword knows its word; the markers go in as token ids, which keeps them out of the byte-level
+    pre-tokenizer. Identical to ``recipes.core.srl_utils.encode_srl_words`` (a test pins this), so the
+    pipeline reads sentences exactly as the SRL recipe trained on them.
+
+    Returns (input_ids, word_ids, truncated): ``word_ids[i]`` is the word of token ``i`` (None for the
+    markers and ``</s>``); with ``max_length`` the sequence is cut to fit (``</s>`` kept) and
+    ``truncated`` says whether any word lost tokens.
     """
     if not 0 <= predicate_index < len(words):
         raise ValueError(f"predicate index {predicate_index} is outside the sentence's {len(words)} words.")
-    pieces: list[str] = []
-    spans: list[tuple[int, int]] = []
-    cursor = 0
-    for i, word in enumerate(words):
-        for piece in ([PREDICATE_START, word, PREDICATE_END] if i == predicate_index else [word]):
-            if pieces:
-                cursor += 1  # the joining space
-            if piece is word:
-                spans.append((cursor, cursor + len(word)))
-            pieces.append(piece)
-            cursor += len(piece)
-    return " ".join(pieces), spans
+    pieces = tokenizer([w if i == 0 else " " + w for i, w in enumerate(words)], add_special_tokens=False)["input_ids"]
+    input_ids: list[int] = []
+    word_ids: list[int | None] = []
+    for index, ids in enumerate(pieces):
+        if index == predicate_index:
+            input_ids.append(marker_ids[0])
+            word_ids.append(None)
+        ids = ids or [tokenizer.unk_token_id]  # a word that maps to nothing still needs a position for its tag
+        input_ids.extend(ids)
+        word_ids.extend([index] * len(ids))
+        if index == predicate_index:
+            input_ids.append(marker_ids[1])
+            word_ids.append(None)
+    truncated = max_length is not None and len(input_ids) + 1 > max_length
+    if truncated:
+        input_ids, word_ids = input_ids[: max_length - 1], word_ids[: max_length - 1]
+    input_ids.append(tokenizer.eos_token_id)
+    word_ids.append(None)
+    return input_ids, word_ids, truncated
 
 
-def first_token_of_words(
-    offset_mapping: Sequence[tuple[int, int]], word_spans: Sequence[tuple[int, int]]
-) -> list[int | None]:
-    """Index of the first token overlapping each word (None if truncation cut the word off).
-
-    Offsets of special tokens are ``(0, 0)`` and never overlap a word; a token that is only the space
-    before a word does not overlap it either.
-    """
-    firsts: list[int | None] = []
-    token = 0
-    for word_start, word_end in word_spans:
-        found = None
-        while token < len(offset_mapping):
-            start, end = offset_mapping[token]
-            if end > start and start < word_end and end > word_start:
-                found = token
-                break
-            if start >= word_end and end > start:
-                break
-            token += 1
-        firsts.append(found)
-    return firsts
+def predicate_marker_ids(tokenizer: Any, markers: Sequence[str]) -> tuple[int, int]:
+    """Ids of the two predicate markers; a clear error when the tokenizer never learned them."""
+    vocab = tokenizer.get_vocab()
+    missing = [m for m in markers if m not in vocab]
+    if missing:
+        raise ValueError(
+            f"The tokenizer has no {' / '.join(missing)} token(s): this folder was not trained for semantic role "
+            "labeling with those predicate markers (recipes/srl.py adds them); pass predicate_markers=(start, end) "
+            "if the model used others."
+        )
+    return vocab[markers[0]], vocab[markers[1]]
 
 
 def _split_label(label: str) -> tuple[str, str]:
@@ -513,10 +520,17 @@ class ForgeSemanticRoleLabelingPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = True
 
-    def _sanitize_parameters(self, predicate: int | None = None, **unknown: Any) -> tuple[dict, dict, dict]:
+    def _sanitize_parameters(self, predicate: int | None = None, predicate_markers: Sequence[str] | None = None,
+                             **unknown: Any) -> tuple[dict, dict, dict]:
         if unknown:
             raise TypeError(f"Unknown semantic-role-labeling argument(s): {', '.join(sorted(unknown))}.")
-        preprocess_params = {} if predicate is None else {"predicate": predicate}
+        preprocess_params: dict[str, Any] = {}
+        if predicate is not None:
+            preprocess_params["predicate"] = predicate
+        if predicate_markers is not None:
+            if len(predicate_markers) != 2:
+                raise ValueError(f"predicate_markers must be (start, end), got {predicate_markers!r}.")
+            preprocess_params["predicate_markers"] = tuple(predicate_markers)
         return preprocess_params, {}, {}
 
     def _parse(self, inputs: Any, predicate: int | None) -> tuple[str, list[tuple[str, int, int]], int]:
@@ -539,23 +553,24 @@ class ForgeSemanticRoleLabelingPipeline(Pipeline):
             raise ValueError(f"predicate must be a word index in 0..{len(words) - 1}, got {predicate!r}.")
         return sentence, words, predicate
 
-    def preprocess(self, inputs: Any, predicate: int | None = None) -> dict:
-        if not getattr(self.tokenizer, "is_fast", False):
-            raise ValueError("The semantic-role-labeling pipeline needs a fast tokenizer (character offsets).")
+    def preprocess(self, inputs: Any, predicate: int | None = None,
+                   predicate_markers: Sequence[str] | None = None) -> dict:
         sentence, words, predicate = self._parse(inputs, predicate)
-        text, word_spans = build_srl_input([w for w, _, _ in words], predicate)
-        max_length = _max_input_length(self)
-        encoded = self.tokenizer(
-            text, return_offsets_mapping=True, truncation=max_length is not None, max_length=max_length,
-            return_tensors="pt",
+        markers = predicate_markers or getattr(self.model.config, "predicate_markers", None) or (
+            PREDICATE_START, PREDICATE_END)
+        input_ids, word_ids, truncated = encode_srl_words(
+            self.tokenizer, [w for w, _, _ in words], predicate, predicate_marker_ids(self.tokenizer, markers),
+            _max_input_length(self),
         )
-        firsts = first_token_of_words(encoded["offset_mapping"][0].tolist(), word_spans)
-        if any(f is None for f in firsts):
-            logger.warning("Sentence too long for the model: %d words beyond the limit are tagged 'O'.",
-                           sum(f is None for f in firsts))
+        if truncated:
+            logger.warning("Sentence too long for the model: the words cut off are tagged 'O'.")
+        firsts: list[int | None] = [None] * len(words)
+        for position, word in enumerate(word_ids):
+            if word is not None and firsts[word] is None:
+                firsts[word] = position
         return {
-            "input_ids": encoded["input_ids"],
-            "attention_mask": encoded["attention_mask"],
+            "input_ids": torch.tensor([input_ids]),
+            "attention_mask": torch.ones(1, len(input_ids), dtype=torch.long),
             "first_tokens": firsts,
             "words": words,
             "sentence": sentence,
@@ -635,10 +650,10 @@ __all__ = [
     "PREDICATE_START",
     "QA_NULL_INDEX",
     "bio_to_spans",
-    "build_srl_input",
     "decode_qa_spans",
-    "first_token_of_words",
+    "encode_srl_words",
     "parse_marked_sentence",
+    "predicate_marker_ids",
     "register_pipelines",
     "split_words",
 ]

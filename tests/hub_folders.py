@@ -92,23 +92,32 @@ def _fit(model: torch.nn.Module, batches: list[dict], steps: int, lr: float = 3e
     return float(loss.detach())
 
 
-def _word_labels_to_tokens(tok, words, word_labels, label2id, predicate=None):
-    """Encode words (SRL: with the predicate markers) and put each word's label on its first token."""
-    from modeling.pipeline_forge import build_srl_input, first_token_of_words
-
-    if predicate is None:
-        text = " ".join(words)
-        spans, cursor = [], 0
-        for w in words:
-            spans.append((cursor, cursor + len(w)))
-            cursor += len(w) + 1
-    else:
-        text, spans = build_srl_input(words, predicate)
+def _ner_batch(tok, words, word_labels, label2id):
+    """Encode running text; each word's label goes on its first token (found by character offsets)."""
+    text = " ".join(words)
     enc = tok(text, return_offsets_mapping=True, return_tensors="pt")
+    offsets = enc.pop("offset_mapping")[0].tolist()
     labels = torch.full_like(enc["input_ids"], -100)
-    for token, label in zip(first_token_of_words(enc["offset_mapping"][0].tolist(), spans), word_labels):
-        labels[0, token] = label2id[label]
-    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": labels}
+    cursor = 0
+    for word, label in zip(words, word_labels):
+        start, end = cursor, cursor + len(word)
+        first = next(i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start)
+        labels[0, first] = label2id[label]
+        cursor = end + 1
+    return {**enc, "labels": labels}
+
+
+def _srl_batch(tok, words, predicate, word_labels, label2id):
+    """The SRL recipe's encoding (markers around the predicate, labels on first subwords)."""
+    from modeling.pipeline_forge import encode_srl_words, predicate_marker_ids
+
+    ids, word_ids, _ = encode_srl_words(tok, words, predicate, predicate_marker_ids(tok, ("<pred>", "</pred>")))
+    labels, previous = [], None
+    for word in word_ids:
+        labels.append(-100 if word is None or word == previous else label2id[word_labels[word]])
+        previous = word if word is not None else previous
+    return {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+            "labels": torch.tensor([labels])}
 
 
 def build_folders(root: Path) -> dict[str, Path]:
@@ -178,7 +187,7 @@ def _build(root, ForgeConfig, ForgeForConditionalGeneration, ForgeForQuestionAns
     srl_model = ForgeForTokenClassification(config(**labelled(SRL_LABELS)))
     add_task_tokens(srl_tok, srl_model, ["<pred>", "</pred>"])
     label2id = srl_model.config.label2id
-    srl_batches = [_word_labels_to_tokens(srl_tok, w, tags, label2id, predicate=p) for w, p, tags in SRL]
+    srl_batches = [_srl_batch(srl_tok, w, p, tags, label2id) for w, p, tags in SRL]
     _fit(srl_model, srl_batches, steps=60, lr=1e-2)
     folders["semantic-role-labeling"] = save_hub_folder(
         srl_model, srl_tok, root / "semantic-role-labeling", task="semantic-role-labeling")
@@ -190,7 +199,7 @@ def _build(root, ForgeConfig, ForgeForConditionalGeneration, ForgeForQuestionAns
                                                      task="text-classification")
 
     ner_model = ForgeForTokenClassification(config(**labelled(NER_LABELS)))
-    ner_batches = [_word_labels_to_tokens(tok, w, tags, ner_model.config.label2id) for w, tags in NER]
+    ner_batches = [_ner_batch(tok, w, tags, ner_model.config.label2id) for w, tags in NER]
     _fit(ner_model, ner_batches, steps=50, lr=1e-2)
     folders["token-classification"] = save_hub_folder(ner_model, tok, root / "token-classification",
                                                       task="token-classification")

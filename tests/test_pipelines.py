@@ -249,18 +249,38 @@ def test_decode_qa_spans_across_windows():
     assert decode_qa_spans(start, end, offsets, context)[0]["answer"] == "gamma delta"
 
 
-def test_srl_input_helpers():
-    from modeling.pipeline_forge import bio_to_spans, build_srl_input, first_token_of_words, parse_marked_sentence
+def test_srl_helpers(folders):
+    from modeling.pipeline_forge import bio_to_spans, encode_srl_words, parse_marked_sentence, predicate_marker_ids
+    from transformers import AutoTokenizer
 
     assert parse_marked_sentence("The cat [ate] fish .") == ("The cat ate fish .", 2)
     with pytest.raises(ValueError, match="exactly one"):
         parse_marked_sentence("The [cat] [ate] fish")
-    text, spans = build_srl_input(["The", "cat", "ate", "fish"], 2)
-    assert text == "The cat <pred> ate </pred> fish"
-    assert [text[s:e] for s, e in spans] == ["The", "cat", "ate", "fish"]
-    # tokens: "The", " cat", " ", "<pred>", " ate", ... (a lone-space token must not claim a word)
-    offsets = [(0, 3), (3, 7), (7, 8), (8, 14), (14, 18), (18, 19), (19, 26), (26, 31), (0, 0)]
-    assert first_token_of_words(offsets, spans) == [0, 1, 4, 7]
-    assert first_token_of_words(offsets[:2], spans) == [0, 1, None, None]
+    tok = AutoTokenizer.from_pretrained(folders["semantic-role-labeling"])
+    markers = predicate_marker_ids(tok, ("<pred>", "</pred>"))
+    words = ["The", "cat", "ate", "fish"]
+    ids, word_ids, truncated = encode_srl_words(tok, words, 2, markers)
+    assert tok.decode(ids) == "The cat<pred> ate</pred> fish</s>" and not truncated
+    assert [w for w in word_ids if w is not None] == sorted(w for w in word_ids if w is not None)
+    assert word_ids[ids.index(markers[0]) + 1] == 2 and word_ids[-1] is None
+    cut = encode_srl_words(tok, words, 2, markers, max_length=4)
+    assert len(cut[0]) == 4 and cut[2] is True and cut[0][-1] == tok.eos_token_id
+    with pytest.raises(ValueError, match="predicate markers"):
+        predicate_marker_ids(AutoTokenizer.from_pretrained(folders["summarization"]), ("<pred>", "</pred>"))
     assert bio_to_spans(["B-ARG0", "I-ARG0", "B-V", "I-ARG1", "O", "B-ARGM-TMP", "I-ARGM-TMP"]) == [
         ("ARG0", 0, 1), ("V", 2, 2), ("ARG1", 3, 3), ("ARGM-TMP", 5, 6)]
+
+
+def test_srl_encoding_matches_the_recipe(folders):
+    """The pipeline must read sentences exactly as recipes/srl.py trained on them."""
+    srl_utils = pytest.importorskip("recipes.core.srl_utils")
+    from modeling.pipeline_forge import encode_srl_words, predicate_marker_ids
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folders["semantic-role-labeling"])
+    markers = predicate_marker_ids(tok, ("<pred>", "</pred>"))
+    for words, predicate, max_length in [("The committee approved the plan on Monday .".split(), 2, None),
+                                         ("Ünïcode wörds , émojis 🙂 and  tabs".split(), 0, None),
+                                         ("a b c d e f g h".split(), 7, 6)]:
+        assert encode_srl_words(tok, words, predicate, markers, max_length) == srl_utils.encode_srl_words(
+            tok, words, predicate, markers, max_length)
