@@ -28,18 +28,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 import datasets
-import transformers
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer
 
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
 from modeling import ForgeConfig, ForgeForConditionalGeneration
 from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
-from recipes.core.callbacks import LOSS_CURVE_NAME, TrainingDivergedError, build_callbacks
+from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.cards import write_model_card
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
-from recipes.core.export import check_output_dir, save_hub_folder
+from recipes.core.export import save_hub_folder
+from recipes.core.trainer_utils import check_vocab_matches, start_run, train
 from recipes.core.pretraining import (
     PackedStream,
     SpanCorruptionCollator,
@@ -145,56 +144,6 @@ class PretrainingArguments(ForgeTrainingArguments):
 # --------------------------------------------------------------------------------------------
 
 
-def last_complete_checkpoint(output_dir: str) -> Optional[str]:
-    """Newest ``checkpoint-N`` that was completely written.
-
-    The Trainer writes a checkpoint in place (weights, optimizer, RNG, then trainer_state.json), so
-    a run killed during a save leaves a partial folder; it is skipped and the previous one used.
-    """
-    if not os.path.isdir(output_dir):
-        return None
-    candidates = []
-    for name in os.listdir(output_dir):
-        path = os.path.join(output_dir, name)
-        if name.startswith(f"{PREFIX_CHECKPOINT_DIR}-") and name.split("-")[-1].isdigit() and os.path.isdir(path):
-            candidates.append((int(name.split("-")[-1]), path))
-    for _, path in sorted(candidates, reverse=True):
-        if os.path.isfile(os.path.join(path, "trainer_state.json")) and os.path.isfile(
-            os.path.join(path, "model.safetensors")
-        ):
-            return path
-        logger.warning("Skipping %s: incomplete (the run stopped while saving it).", path)
-    return None
-
-
-def resolve_resume(training_args: PretrainingArguments) -> Optional[str]:
-    """Checks on the output folder; returns the checkpoint to resume from (``last`` -> newest complete).
-
-    A finished model is never overwritten without --overwrite_output_dir; checkpoints of an
-    unfinished run are never silently restarted over either.
-    """
-    out = training_args.output_dir
-    resume = training_args.resume_from_checkpoint
-    if resume in ("last", "latest", "True", "true"):
-        resume = last_complete_checkpoint(out)
-        if resume is None:
-            raise ValueError(f"--resume_from_checkpoint last: no complete checkpoint-* folder in {out}.")
-    if resume is not None and not os.path.isdir(resume):
-        raise ValueError(f"--resume_from_checkpoint {resume} is not a folder.")
-    if resume is None:
-        check_output_dir(out, training_args.overwrite_output_dir)
-        if (
-            os.path.isdir(out)
-            and get_last_checkpoint(out) is not None
-            and not training_args.overwrite_output_dir
-        ):
-            raise ValueError(
-                f"{out} holds checkpoints of an earlier run. Continue it with --resume_from_checkpoint last, or "
-                "pass --overwrite_output_dir to start again (old checkpoints get overwritten)."
-            )
-    return resume
-
-
 def load_or_train_tokenizer(
     model_args: PretrainModelArguments, data_args: PretrainDataArguments, training_args: PretrainingArguments,
     raw_train: Any, resume: Optional[str],
@@ -249,12 +198,7 @@ def build_model(
             model_args.model_name_or_path, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
             token=model_args.token, trust_remote_code=model_args.trust_remote_code, **overrides,
         )
-        if model.get_input_embeddings().num_embeddings < len(tokenizer):
-            raise ValueError(
-                f"The tokenizer has {len(tokenizer)} tokens but the model's embedding only "
-                f"{model.get_input_embeddings().num_embeddings} rows: use the model's own tokenizer "
-                "(drop --tokenizer_name) or start from scratch with --config_name."
-            )
+        check_vocab_matches(model, tokenizer)
     else:
         overrides["vocab_size"] = len(tokenizer)
         config = ForgeConfig.from_pretrained(model_args.config_name, **overrides)
@@ -337,19 +281,13 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     model_args, data_args, training_args = parse_args(
         PretrainModelArguments, PretrainDataArguments, PretrainingArguments, args=argv
     )
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        level=logging.INFO if training_args.process_index == 0 else logging.WARNING,
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    transformers.utils.logging.set_verbosity(logging.WARNING)
-    datasets.utils.logging.set_verbosity(logging.WARNING)
+    # logging, seed, output-folder safety (a finished model is never overwritten without
+    # --overwrite_output_dir), resume: "last", or a rerun of an interrupted command
+    resume = start_run(training_args)
     if training_args.remove_unused_columns:
         logger.warning("--remove_unused_columns would drop the block_id column the collator needs; turning it off.")
         training_args.remove_unused_columns = False
 
-    resume = resolve_resume(training_args)
-    set_seed(training_args.seed)
     started = time.time()
 
     raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir, seed=training_args.seed, token=model_args.token)
@@ -385,11 +323,8 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         type(model).register_for_auto_class("AutoModelForSeq2SeqLM")
         type(tokenizer).register_for_auto_class("AutoTokenizer")
 
-    train_result = trainer.train(resume_from_checkpoint=resume)
-    guard = next((c for c in callbacks if getattr(c, "triggered", False)), None)
-    if guard is not None:
-        raise TrainingDivergedError(guard.message)
-    metrics = dict(train_result.metrics)
+    num_blocks = len(train_dataset) if hasattr(train_dataset, "__len__") else -1  # -1: streamed
+    metrics = train(trainer, resume, num_blocks)  # raises TrainingDivergedError if the NaN guard fired
     if "train_samples_per_second" in metrics:
         # corpus tokens consumed per second (a block = block_size text tokens); the Trainer's own
         # train_tokens_per_second counts encoder inputs after corruption (~0.9x)
@@ -404,13 +339,10 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         metrics.update(eval_metrics)
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
-    trainer.save_state()
 
     if trainer.is_world_process_zero():
-        # Resuming a run continues it: its own final folder (from an earlier, shorter end) is replaced.
-        own_run = resume is not None and Path(resume).resolve().parent == Path(training_args.output_dir).resolve()
-        save_hub_folder(model, tokenizer, training_args.output_dir, task=HUB_TASK,
-                        overwrite=training_args.overwrite_output_dir or own_run)
+        # overwrite=True: start_run already refused a finished folder unless --overwrite_output_dir
+        save_hub_folder(model, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
         _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
                     started, argv)
     return metrics

@@ -26,6 +26,7 @@ import tokenization
 from modeling import ForgeConfig, ForgeForConditionalGeneration
 from recipes import pretrain
 from recipes.core.export import OutputDirExistsError
+from recipes.core.trainer_utils import last_complete_checkpoint
 from recipes.core.pretraining import init_embeddings_from_word_vectors, load_word_vectors, pack_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,10 +114,9 @@ def test_end_to_end_writes_a_loadable_generating_folder(corpus, shared_data, tmp
     """Tokenizer trained on the slice, forge-tiny, --init_embeddings, eval, Hub folder, card, curve."""
     out = tmp_path / "forge-tiny-pretrained"
     glove = shared_data / "wordvectors" / "glove.6B.50d.top20k.txt"
-    caplog.set_level("INFO")
     metrics = pretrain.main(
         _argv(corpus, out, max_steps=4, vocab_size=600, config_overrides="d_model=64",
-              init_embeddings=glove, max_eval_samples=2)
+              init_embeddings=glove, max_eval_samples=2, log_level="info")
     )
     assert math.isfinite(metrics["eval_loss"])
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
@@ -151,7 +151,7 @@ def test_init_embeddings_rows_equal_padded_glove_vectors(tokenizer_dir, shared_d
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained("forge-tiny", vocab_size=len(tokenizer), d_model=64))
     path = shared_data / "wordvectors" / "glove.6B.50d.top20k.txt"
-    caplog.set_level("INFO")
+    caplog.set_level("INFO", logger="recipes")
     stats = init_embeddings_from_word_vectors(model, tokenizer, str(path))
     assert 0.2 < stats.coverage <= 1.0 and f"coverage {stats.coverage:.3f}" in caplog.text
     assert stats.method == "zero-pad"
@@ -215,7 +215,10 @@ def test_resume_gives_the_uninterrupted_losses(corpus, tokenizer_dir, reference,
     out = tmp_path / "interrupted"
     pretrain.main(_argv(corpus, out, tokenizer_dir), callbacks=[_StopAt(SAVE_EVERY)])
     assert (out / f"checkpoint-{SAVE_EVERY}").is_dir()
-    pretrain.main(_argv(corpus, out, tokenizer_dir, resume_from_checkpoint="last"))
+    # the stopped run still wrote its (step-k) final folder, so continuing it must say so explicitly
+    with pytest.raises(OutputDirExistsError):
+        pretrain.main(_argv(corpus, out, tokenizer_dir, resume_from_checkpoint="last"))
+    pretrain.main(_argv(corpus, out, tokenizer_dir, resume_from_checkpoint="last", overwrite_output_dir="true"))
     assert _losses(out) == _losses(reference)  # steps 1..k from the checkpoint's history, k+1..N resumed
     _assert_same_weights(out, reference)
 
@@ -264,7 +267,7 @@ def test_sigkill_then_resume_matches_uninterrupted(corpus, tokenizer_dir, refere
     partial = out / f"checkpoint-{k + SAVE_EVERY}"
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"\0" * 10)
-    assert pretrain.last_complete_checkpoint(str(out)).endswith(f"checkpoint-{k}")
+    assert last_complete_checkpoint(str(out)).endswith(f"checkpoint-{k}")
     import shutil
 
     shutil.rmtree(partial)  # (the resumed run will write its own checkpoint there)
