@@ -192,8 +192,10 @@ def write_vocab_and_merges(
 class ForgeTokenizer(PreTrainedTokenizer):
     """Byte-level BPE tokenizer for Forge models, in pure Python (the readable reference).
 
-    Gives the same ids, offsets-free outputs and decoded text as :class:`ForgeTokenizerFast` on every input; use
-    the fast class in practice (it is what ``AutoTokenizer`` returns) and this one to read or check the algorithm.
+    Gives the same ids and decoded text as :class:`ForgeTokenizerFast` on every input (pairs, truncation, padding
+    and ``text_target`` included); use the fast class in practice (it is what ``AutoTokenizer`` returns) and this
+    one to read or check the algorithm. Like every transformers 5 Python tokenizer it has no offsets,
+    ``word_ids()`` or ``sequence_ids()`` (``return_offsets_mapping`` is silently ignored): use the fast class for QA.
 
     Args:
         vocab_file: path to ``vocab.json`` (token -> id, special tokens first).

@@ -111,6 +111,11 @@ class ForgeTokenizerFast(PreTrainedTokenizerFast):
         tokenizer_file / tokenizer_object: a serialised / live ``tokenizers.Tokenizer``.
         With none of them, a blank trainable tokenizer with ``num_sentinels`` sentinels is built.
         extra_special_tokens: the sentinel tokens; by default every ``<extra_id_i>`` in the vocabulary.
+
+    Pre-split words (``is_split_into_words=True``, SRL / NER): each word is tokenized on its own and no space is
+    inserted between words (``add_prefix_space`` is off by design). To get the ids of the running text, give
+    every word but the first its leading space: ``[w if i == 0 else " " + w for i, w in enumerate(words)]``;
+    ``word_ids()`` still maps each token to its word.
     """
 
     vocab_files_names = VOCAB_FILES_NAMES
