@@ -253,6 +253,27 @@ def prepare_datasets(
     return train, evaluation
 
 
+def gathered_model(trainer: Trainer, model: ForgeForConditionalGeneration) -> Optional[ForgeForConditionalGeneration]:
+    """The trained model with full, unsharded weights on the main process (None on the others).
+
+    Under DDP (or one process) that is ``model`` itself. FSDP and DeepSpeed ZeRO-3 shard the
+    parameters, so the full state dict is gathered (a collective: every process must call this)
+    and loaded into a fresh CPU copy that ``save_hub_folder`` can write as plain safetensors.
+    """
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        return model
+    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if not trainer.is_world_process_zero():
+        return None
+    full = ForgeForConditionalGeneration(model.config)
+    missing, unexpected = full.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in full._tied_weights_keys]
+    if missing or unexpected:
+        raise RuntimeError(f"Gathered state dict does not match the model: missing {missing}, unexpected {unexpected}")
+    full.tie_weights()
+    return full
+
+
 def perplexity(loss: float) -> float:
     """exp(loss), inf on overflow. On span-corruption targets (sentinels, masked tokens, </s>)."""
     try:
@@ -340,9 +361,10 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     trainer.log_metrics("all", metrics)
     trainer.save_metrics("all", metrics)
 
+    final = gathered_model(trainer, model)  # every process takes part (FSDP / ZeRO-3 gather)
     if trainer.is_world_process_zero():
         # overwrite=True: start_run already refused a finished folder unless --overwrite_output_dir
-        save_hub_folder(model, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
+        save_hub_folder(final, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
         _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
                     started, argv)
     return metrics
