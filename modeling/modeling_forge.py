@@ -18,6 +18,7 @@ Design notes (speed is part of the design, not an afterthought):
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 
 import torch
@@ -40,6 +41,11 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
+
+try:  # the error type of a truncated or corrupt weights file
+    from safetensors import SafetensorError
+except ImportError:  # older safetensors
+    from safetensors._safetensors_rust import SafetensorError
 
 from .configuration_forge import ForgeConfig
 
@@ -517,6 +523,15 @@ class ForgePreTrainedModel(PreTrainedModel):
             init.copy_(module.cos, cos)
             init.copy_(module.sin, sin)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loader, with a broken weights file reported by name (safetensors' own message does not
+        say which file it was reading)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(_describe_broken_weights(pretrained_model_name_or_path, kwargs.get("subfolder"), error)) from error
+
     def _loss(self, loss_sum: torch.Tensor, count: torch.Tensor | int, num_items_in_batch=None) -> torch.Tensor:
         """Mean over ``count`` items, or over the Trainer's ``num_items_in_batch`` (right under grad accumulation
         and DDP)."""
@@ -524,6 +539,28 @@ class ForgePreTrainedModel(PreTrainedModel):
         if isinstance(denominator, torch.Tensor):
             denominator = denominator.to(loss_sum.device)
         return loss_sum / denominator
+
+
+def _describe_broken_weights(name_or_path, subfolder: str | None, error: Exception) -> str:
+    """Name the unreadable ``*.safetensors`` file(s) of a local folder (or the repository, for a Hub id)."""
+    folder = os.path.join(str(name_or_path), subfolder or "")
+    broken = []
+    if os.path.isdir(folder):
+        from safetensors import safe_open
+
+        for file_name in sorted(os.listdir(folder)):
+            if file_name.endswith(".safetensors"):
+                path = os.path.join(folder, file_name)
+                try:
+                    with safe_open(path, framework="pt") as handle:
+                        handle.keys()
+                except Exception:  # noqa: BLE001 - any failure to read the header means this file is broken
+                    broken.append(path)
+    where = ", ".join(broken) if broken else f"the *.safetensors weights of {name_or_path}"
+    return (
+        f"Could not read {where}: the file is truncated or corrupt ({error}). "
+        "Download or save the model again (an interrupted copy or download is the usual cause)."
+    )
 
 
 class ForgeModel(ForgePreTrainedModel):
