@@ -49,7 +49,9 @@ def _setup_logging(training_args: Any) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", handlers=[logging.StreamHandler(sys.stdout)]
     )
     level = training_args.get_process_log_level()
-    logging.getLogger("recipes").setLevel(level)
+    # the recipes' own progress messages (resume, truncation counts) show by default on the main process
+    ours = logging.INFO if training_args.log_level == "passive" and training_args.should_log else level
+    logging.getLogger("recipes").setLevel(ours)
     datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
     transformers.utils.logging.set_verbosity(level)
 
