@@ -78,7 +78,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     for split, ds in raw.items():
         with training_args.main_process_first(desc=f"tokenising {split}"):
             features[split] = ds.map(
-                prepare_srl_features, batched=True, remove_columns=ds.column_names,
+                prepare_srl_features, batched=True, with_indices=True, remove_columns=ds.column_names,
                 num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
                 desc=f"tokenising {split}",
                 fn_kwargs=dict(
@@ -89,7 +89,8 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         check_not_empty(features[split], split, "after tokenisation", "Every sentence was longer than --max_seq_length.")
     word_ids = {split: feats["word_ids"] for split, feats in features.items()}
-    model_inputs = {split: feats.remove_columns("word_ids") for split, feats in features.items()}
+    example_rows = {split: feats["example_index"] for split, feats in features.items()}  # dropped rows skipped
+    model_inputs = {split: feats.remove_columns(["word_ids", "example_index"]) for split, feats in features.items()}
 
     trainer = Trainer(
         model=model,
@@ -115,7 +116,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         predicted = result.predictions[0] if isinstance(result.predictions, tuple) else result.predictions
         predicted = predicted.argmax(-1)
         rows = []
-        for example, ids, prediction in zip(raw[split], word_ids[split], predicted):
+        for example, ids, prediction in zip(raw[split].select(example_rows[split]), word_ids[split], predicted):
             words = example[columns[0]]
             tags = word_tags_from_token_predictions(
                 [None if w < 0 else w for w in ids], prediction, dict(enumerate(labels)), len(words)

@@ -150,14 +150,20 @@ def prepare_srl_features(
     predicate_index_column: str = "predicate_index",
     tags_column: Optional[str] = "tags",
     overlong_policy: str = "truncate",
+    indices: Optional[list[int]] = None,
 ) -> dict[str, list]:
     """Batch ``datasets.map`` function: input_ids, attention_mask, word_ids and (with tags) labels.
+
+    With ``indices`` (``map(..., with_indices=True)``) each feature also records ``example_index``,
+    the row it came from, so predictions line up with the examples when some are dropped.
 
     Truncation would drop words and their role labels, so an over-long sentence raises
     :class:`DataValidationError` unless ``overlong_policy`` is "drop" (the example is skipped with
     its count in the ``overlong`` column) - for "truncate" too, where the loss would silently differ.
     """
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_ids": []}
+    if indices is not None:
+        out["example_index"] = []
     has_tags = tags_column is not None and tags_column in examples and label2id is not None
     if has_tags:
         out["labels"] = []
@@ -176,6 +182,8 @@ def prepare_srl_features(
         out["input_ids"].append(input_ids)
         out["attention_mask"].append([1] * len(input_ids))
         out["word_ids"].append([-1 if w is None else w for w in word_ids])
+        if indices is not None:
+            out["example_index"].append(indices[i])
         if has_tags:
             word_label_ids = [label2id[tag] for tag in examples[tags_column][i]]
             out["labels"].append(align_labels_to_tokens(word_ids, word_label_ids))

@@ -306,6 +306,8 @@ def apply_overlong_policy(
 
     "truncate": keep the cut inputs and log a warning with the count; "drop": remove those rows
     (warning); "error": raise DataValidationError naming the first rows (file and line).
+    When rows are dropped and ``raw[split]`` has one row per feature, ``raw[split]`` is filtered the
+    same way (in place), so predictions written next to the raw examples still line up.
     """
     if OVERLONG_COLUMN not in features.column_names:
         return features
@@ -328,6 +330,8 @@ def apply_overlong_policy(
     if policy == "drop":
         logger.warning("Dropping %d %s example(s) longer than --%s %d.", len(rows), split, limit_flag, limit)
         keep = sorted(set(range(len(features))) - set(rows))
+        if split in raw and len(raw[split]) == len(features):
+            raw[split] = raw[split].select(keep)
         features = features.select(keep)
         check_not_empty(features, split, f"after dropping examples longer than --{limit_flag} {limit}")
         return features
