@@ -56,6 +56,7 @@ STRUCTURAL_DIFFERENCES = [
 ]
 
 FORGE, BART = "forge", "bart"
+_SILENT = False  # set by --silent
 BENCH_DIR = Path(__file__).resolve().parent
 
 
@@ -311,6 +312,9 @@ def rate_entry(times: dict[str, list[float]], units: float, unit: str) -> dict:
     entry = {name: {"median_s": median(t), "times_s": t, f"{unit}_per_s": units / median(t)} for name, t in times.items()}
     entry["ratio"] = entry[FORGE][f"{unit}_per_s"] / entry[BART][f"{unit}_per_s"]
     entry["unit"] = f"{unit}/s"
+    if not _SILENT:
+        print(f"[bench]   {unit}/s: forge {entry[FORGE][f'{unit}_per_s']:,.1f}, bart {entry[BART][f'{unit}_per_s']:,.1f}, "
+              f"ratio {entry['ratio']:.3f}", file=sys.stderr, flush=True)
     return entry
 
 
@@ -336,6 +340,8 @@ def measure_training(pair, config, args, device, batch_size, src, tgt, rounds, w
 
 
 def run(args: argparse.Namespace) -> dict:
+    global _SILENT
+    _SILENT = args.silent
     device = torch.device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)

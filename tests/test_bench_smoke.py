@@ -1,0 +1,80 @@
+"""The benchmark's code path on a micro shape, once: the results have the structure the README and cards read.
+
+Timings are never asserted (the machine is shared); only that every measurement ran for both models and that
+the derived figures (ratios, MFU, memory, scaling exponents, goals) are present and finite.
+"""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_model", REPO_ROOT / "bench" / "bench_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def results(bench, tmp_path_factory):
+    path = tmp_path_factory.mktemp("bench") / "results.json"
+    threads = torch.get_num_threads()
+    try:
+        out = bench.main(["--quick", "--preset", "forge-tiny", "--threads", "1", "--silent", "--json", str(path)])
+    finally:
+        torch.set_num_threads(threads)  # the benchmark sets it process-wide; other tests share the worker
+    return out, json.loads(path.read_text())
+
+
+def _finite_positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_every_measurement_has_both_models_and_a_ratio(results):
+    out, _ = results
+    for key in ("training", "generate_greedy", "generate_beam4", "encoder_forward"):
+        entry = out[key]
+        assert set(entry) >= {"forge", "bart", "ratio", "unit"}, key
+        rate = entry["unit"].replace("/s", "_per_s")
+        for model in ("forge", "bart"):
+            assert len(entry[model]["times_s"]) == 1  # --quick: one round
+            assert _finite_positive(entry[model][rate]), (key, model)
+        assert _finite_positive(entry["ratio"])
+
+
+def test_training_has_mfu_and_peak_memory(results):
+    out, _ = results
+    training = out["training"]
+    assert _finite_positive(training["flops_per_step"])
+    for model in ("forge", "bart"):
+        assert _finite_positive(training[model]["mfu_vs_mm_proj"])
+        assert _finite_positive(training[model]["mfu_vs_mm_square"])
+        memory = training["memory"][model]
+        assert memory["peak_bytes"] >= memory["static_bytes"] > 0
+        assert memory["peak_step_bytes"] > 0  # a step allocates activations and gradients
+    assert set(out["matmul"]) == {"mm_proj", "mm_square"}
+
+
+def test_scaling_rows_and_goals(results):
+    out, _ = results
+    rows = out["scaling"]["rows"]
+    assert [r["src_len"] for r in rows] == [16, 32]
+    assert "memory_exponent" in rows[1]["forge"] and "memory_exponent" in rows[1]["bart"]
+    assert len(out["goals"]) == 4 and all(isinstance(g["met"], bool) for g in out["goals"].values())
+
+
+def test_json_round_trip_and_table(results):
+    out, on_disk = results
+    assert on_disk["meta"]["torch_threads"] == 1
+    assert on_disk["meta"]["params"]["forge"] > 0 and on_disk["meta"]["params"]["bart"] > 0
+    assert on_disk["meta"]["structural_differences"]
+    assert "| train tokens/s" in out["table"] and "Forge/BART" in out["table"]
