@@ -341,9 +341,11 @@ class ForgeQuestionAnsweringPipeline(ChunkPipeline):
         question, context = example["question"].lstrip(), example["context"]
         if max_seq_len is None:
             max_seq_len = min(384, _max_input_length(self) or 384)
-        question_ids = self.tokenizer(question, add_special_tokens=False)["input_ids"][:max_question_len]
-        question = self.tokenizer.decode(question_ids) if len(question_ids) == max_question_len else question
-        room = max_seq_len - len(question_ids) - 2  # "question </s> context </s>"
+        question_enc = self.tokenizer(question, add_special_tokens=False, return_offsets_mapping=True)
+        if len(question_enc["input_ids"]) > max_question_len:  # cut at a token boundary, as the QA recipe does
+            logger.warning("Question longer than max_question_len=%d tokens: cut.", max_question_len)
+            question = question[: question_enc["offset_mapping"][max_question_len - 1][1]]
+        room = max_seq_len - min(len(question_enc["input_ids"]), max_question_len) - 2  # "question </s> context </s>"
         if room < 2:
             raise ValueError(f"max_seq_len={max_seq_len} leaves no room for the context after the question; raise it.")
         doc_stride = min(128 if doc_stride is None else doc_stride, room // 2)
