@@ -216,7 +216,10 @@ class ForgeAttention(nn.Module):
     def _split_heads(self, x: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
         """(batch, time, parts * d_model) -> ``parts`` views of (batch, heads, time, head_dim), no copy."""
         batch, time, _ = x.shape
-        return x.view(batch, time, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        # unbind(2) then transpose (not permute then unbind(0)): the backward's stack then lands directly in x's
+        # contiguous (batch, time, parts, heads, head_dim) layout, saving one copy of the q/k/v gradient per layer.
+        split = x.view(batch, time, parts, self.num_heads, self.head_dim).unbind(2)
+        return tuple(part.transpose(1, 2) for part in split)
 
     def forward(
         self,
