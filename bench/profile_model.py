@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         model = pair[name]
         if args.what == "train":
             batch = bench.make_batch(vocab, args.batch, args.src_len, args.tgt_len, device)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
             fn = bench.train_step_fn(model, optimizer, batch, device, "fp32")
         elif args.what == "encoder":
             batch = bench.make_batch(vocab, args.batch, args.src_len, 1, device)
