@@ -74,18 +74,20 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     columns = (data_args.tokens_column, data_args.predicate_index_column, data_args.tags_column)
     if "train" in raw and data_args.augment == "word_dropout":
         raw["train"] = augment_srl_split(raw["train"], columns, data_args.augment_prob, training_args.seed)
+    def encode(examples: dict, indices: list[int]) -> dict:
+        return prepare_srl_features(
+            examples, tokenizer, label2id=label2id, marker_ids=markers, max_seq_length=data_args.max_seq_length,
+            tokens_column=columns[0], predicate_index_column=columns[1], tags_column=columns[2],
+            overlong_policy=data_args.overlong_policy, indices=indices,
+        )
+
     features = {}
     for split, ds in raw.items():
         with training_args.main_process_first(desc=f"tokenising {split}"):
             features[split] = ds.map(
-                prepare_srl_features, batched=True, with_indices=True, remove_columns=ds.column_names,
+                encode, batched=True, with_indices=True, remove_columns=ds.column_names,
                 num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
                 desc=f"tokenising {split}",
-                fn_kwargs=dict(
-                    tokenizer=tokenizer, label2id=label2id, marker_ids=markers, max_seq_length=data_args.max_seq_length,
-                    tokens_column=columns[0], predicate_index_column=columns[1], tags_column=columns[2],
-                    overlong_policy=data_args.overlong_policy,
-                ),
             )
         check_not_empty(features[split], split, "after tokenisation", "Every sentence was longer than --max_seq_length.")
     word_ids = {split: feats["word_ids"] for split, feats in features.items()}

@@ -1,7 +1,7 @@
 """Interruption, determinism and divergence for a fine-tuning recipe (issue 8).
 
-- A sentiment run killed with SIGKILL mid-way and rerun with the same command resumes from its last
-  complete checkpoint and ends with the same weights and losses as an uninterrupted run.
+- A sentiment run (a forked process) killed with SIGKILL mid-way and rerun with the same command
+  resumes from its last complete checkpoint and ends with the same weights and losses as an uninterrupted run.
   Expected bitwise on one CPU thread (the Trainer restores model, optimizer, scheduler, RNG states
   and the position in the data order); the tolerance below (1e-6 absolute) only absorbs
   summation-order noise should a BLAS build differ between processes.
@@ -9,35 +9,47 @@
 - A run whose loss goes NaN stops with a message naming the step, and no checkpoint after it is written.
 """
 
+import contextlib
 import json
+import logging
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import TrainerCallback
 
-from recipe_helpers import REPO_ROOT, SAMPLE_DIR, train_small_tokenizer
+from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
 from recipes import sentiment
 from recipes.core.callbacks import TrainingDivergedError
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
-RUNNER = """
-import sys, time
-from transformers import TrainerCallback
-from recipes import sentiment
 
-class Slow(TrainerCallback):  # gives the test time to kill the run between checkpoints
+class Slow(TrainerCallback):
+    """Gives the test time to kill the run between checkpoints (changes no numbers)."""
+
     def on_step_end(self, args, state, control, **kwargs):
-        time.sleep(float(sys.argv[1]))
+        time.sleep(1.0)
 
-sentiment.main(sys.argv[2:], callbacks=[Slow()])
-"""
+
+def _train_until_killed(argv):
+    """Child process body: the recipe as a user runs it, slowed down."""
+    torch.set_num_threads(1)
+    sentiment.main(argv, callbacks=[Slow()])
+
+
+def _one_thread(fn, *args):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same summation order in every run
+    try:
+        return fn(*args)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +74,17 @@ def _argv(tokenizer_dir, out, **overrides):
     return argv
 
 
-def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
-    return env
+@contextlib.contextmanager
+def _capture_recipe_log():
+    messages = []
+    handler = logging.Handler()
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logger = logging.getLogger("recipes.core.trainer_utils")
+    logger.addHandler(handler)
+    try:
+        yield messages
+    finally:
+        logger.removeHandler(handler)
 
 
 def _losses(out):
@@ -74,34 +94,29 @@ def _losses(out):
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, tokenizer_dir):
     full, cut = tmp_path / "full", tmp_path / "cut"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in the subprocesses (OMP_NUM_THREADS=1), so summation order matches
-    try:
-        sentiment.main(_argv(tokenizer_dir, full))  # the uninterrupted reference, in this process
-    finally:
-        torch.set_num_threads(threads)
+    _one_thread(sentiment.main, _argv(tokenizer_dir, full))  # the uninterrupted reference
 
-    proc = subprocess.Popen([sys.executable, "-c", RUNNER, "1.0", *_argv(tokenizer_dir, cut)], env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a forked child (no re-import: fast) runs the same command and is SIGKILLed mid-way
+    child = multiprocessing.get_context("fork").Process(target=_train_until_killed, args=(_argv(tokenizer_dir, cut),))
+    child.start()
     try:
-        deadline = time.time() + 500
+        deadline = time.time() + 300
         while not (cut / "checkpoint-4" / "trainer_state.json").is_file():
-            assert proc.poll() is None, "the run ended before it could be interrupted"
+            assert child.is_alive(), "the run ended before it could be interrupted"
             assert time.time() < deadline, "no checkpoint-4 in time"
-            time.sleep(0.2)
-        os.kill(proc.pid, signal.SIGKILL)  # mid-way: between checkpoint 4 and step 8
-        proc.wait(timeout=60)
+            time.sleep(0.1)
+        os.kill(child.pid, signal.SIGKILL)  # between checkpoint 4 and step 8
+        child.join(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+        if child.is_alive():
+            child.kill()
+    assert child.exitcode == -signal.SIGKILL
     assert not (cut / "model.safetensors").exists() and not (cut / "checkpoint-8").exists()
 
-    # the same command again: resumes from checkpoint-4 on its own
-    result = subprocess.run([sys.executable, "-c", RUNNER, "0", *_argv(tokenizer_dir, cut)], env=_env(),
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "Resuming from checkpoint" in result.stdout + result.stderr
+    # the same command again resumes from checkpoint-4 on its own
+    with _capture_recipe_log() as messages:
+        _one_thread(sentiment.main, _argv(tokenizer_dir, cut))
+    assert any("Resuming from checkpoint" in m and "checkpoint-4" in m for m in messages)
 
     expected, resumed = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
     assert expected.keys() == resumed.keys()

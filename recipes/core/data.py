@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import datasets
-from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict
+from datasets import DatasetDict, IterableDataset, IterableDatasetDict
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ __all__ = [
     "check_labels",
     "build_label_list",
     "locate",
+    "first_problem_rows",
 ]
 
 # file suffix -> datasets builder name

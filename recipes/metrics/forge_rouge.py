@@ -10,7 +10,6 @@ import re
 import datasets
 import evaluate
 from rouge_score import rouge_scorer
-from rouge_score import scoring
 
 _DESCRIPTION = "ROUGE F-measures (x100) from rouge-score, with newline-separated sentences for rougeLsum."
 _KWARGS_DESCRIPTION = """
