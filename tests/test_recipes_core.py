@@ -128,3 +128,16 @@ def test_last_complete_checkpoint_skips_half_written_ones(tmp_path):
             (folder / "trainer_state.json").write_text("{}")
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-8")
     assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_translation_dict_column_and_language_checks(tmp_path):
+    from recipes.core.tasks import translation_pairs, validate_for_task
+
+    rows = [{"translation": {"de": "Ein Hund.", "en": "A dog."}}, {"translation": {"de": "Eine Katze.", "en": "A cat."}}]
+    data_args = TranslationDataArguments(train_file=str(write_jsonl(tmp_path / "train.jsonl", rows)))
+    raw = load_raw_datasets(data_args, cache_dir=str(tmp_path / "cache"))
+    validate_for_task("translation", raw, data_args)
+    assert translation_pairs(raw["train"][:], data_args) == (["Ein Hund.", "Eine Katze."], ["A dog.", "A cat."])
+    data_args = TranslationDataArguments(train_file=data_args.train_file, source_lang="fr")
+    with pytest.raises(DataValidationError, match=r"train.jsonl line 1: no text for language\(s\) \['fr'\]"):
+        validate_for_task("translation", raw, data_args)

@@ -94,3 +94,4 @@ def test_word_dropout_keeps_spans_and_predicate():
     new_tokens, index, new_tags = srl_word_dropout(tokens, 4, tags, 1.0, random.Random(0))
     assert new_tokens == ["In", "May", "Stone", "fixed", "the", "clock"]
     assert new_tags[index] == "B-V" and check_srl_example(new_tokens, index, new_tags) is None
+
