@@ -68,7 +68,7 @@ TASK_SPECS: dict[str, tuple[str, str, str, list[str]]] = {
     "summarization": ("recipes.summarization", "summarization", "eval_rougeL",
                       ["--predict_with_generate", "--max_source_length", "256", "--max_target_length", "48"]),
     "qa": ("recipes.qa", "question-answering", "eval_f1", ["--max_seq_length", "192", "--doc_stride", "64"]),
-    "srl": ("recipes.srl", "semantic-role-labeling", "eval_overall_f1", ["--max_seq_length", "96"]),
+    "srl": ("recipes.srl", "semantic-role-labeling", "eval_f1", ["--max_seq_length", "96"]),
 }
 
 

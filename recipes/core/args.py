@@ -421,6 +421,8 @@ class SRLDataArguments(DataArguments):
 # Training
 # --------------------------------------------------------------------------------------------
 _RUN_HELP = {
+    "max_train_minutes": "Wall-clock training budget in minutes: training stops at the first step past it, then "
+    "the final evaluation and save run as usual (the stated budget of a measured run).",
     "overwrite_output_dir": (
         "Allow writing into an --output_dir that already holds a finished model. Without it the recipe "
         "refuses, so nothing a user had is silently lost. (transformers 5 removed its own flag.)"
@@ -447,6 +449,9 @@ class ForgeTrainingArguments(TrainingArguments):
     )
     early_stopping_threshold: float = field(default=0.0, metadata={"help": _RUN_HELP["early_stopping_threshold"]})
     stop_on_nan: bool = field(default=True, metadata={"help": _RUN_HELP["stop_on_nan"]})
+    max_train_minutes: Optional[float] = field(
+        default=None, metadata={"help": _RUN_HELP["max_train_minutes"]}
+    )
 
 
 @dataclass
@@ -459,6 +464,9 @@ class ForgeSeq2SeqTrainingArguments(Seq2SeqTrainingArguments):
     )
     early_stopping_threshold: float = field(default=0.0, metadata={"help": _RUN_HELP["early_stopping_threshold"]})
     stop_on_nan: bool = field(default=True, metadata={"help": _RUN_HELP["stop_on_nan"]})
+    max_train_minutes: Optional[float] = field(
+        default=None, metadata={"help": _RUN_HELP["max_train_minutes"]}
+    )
 
 
 # --------------------------------------------------------------------------------------------

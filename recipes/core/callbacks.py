@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
@@ -241,6 +242,27 @@ def configure_early_stopping(
     )
 
 
+class TimeBudgetCallback(TrainerCallback):
+    """Stop training once ``minutes`` of wall-clock training time have passed (``--max_train_minutes``).
+
+    The Trainer has step and epoch limits but no time limit; a measured run states its budget in minutes,
+    so this ends training cleanly (evaluation, best-model loading and saving still happen).
+    """
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds = 60.0 * minutes
+        self.started: Optional[float] = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.started is not None and time.monotonic() - self.started >= self.seconds:
+            logger.info("Training budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step)
+            control.should_training_stop = True
+        return control
+
+
 def build_callbacks(
     training_args: TrainingArguments,
     metric: Optional[str] = None,
@@ -260,6 +282,8 @@ def build_callbacks(
     if getattr(training_args, "stop_on_nan", True):
         training_args.logging_nan_inf_filter = False
         callbacks.append(NaNGuardCallback())
+    if getattr(training_args, "max_train_minutes", None):
+        callbacks.append(TimeBudgetCallback(training_args.max_train_minutes))
     if metric is not None:
         early = configure_early_stopping(training_args, metric, greater_is_better)
         if early is not None:
