@@ -15,6 +15,7 @@ override the preset.
 
 from __future__ import annotations
 
+import difflib
 import os
 
 from huggingface_hub.dataclasses import strict
@@ -115,6 +116,7 @@ class ForgeConfig(PreTrainedConfig):
     tie_word_embeddings: bool = True
 
     def __post_init__(self, **kwargs):
+        _check_for_misspelled_fields(type(self), kwargs)
         super().__post_init__(**kwargs)
         self._check()
 
@@ -179,6 +181,21 @@ class ForgeConfig(PreTrainedConfig):
             config = cls(**{**PRESETS[name], **kwargs})
             return (config, {}) if return_unused_kwargs else config
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+
+def _check_for_misspelled_fields(cls: type, extra: dict) -> None:
+    """Refuse keys that look like a misspelled Forge field (``d_modle``), naming the field they resemble.
+
+    Configs accept arbitrary extra keys (Hub metadata, task settings such as ``prefix``), so an unknown key
+    alone is not an error; one that is a near miss of a real field would otherwise be silently ignored.
+    """
+    known = set(getattr(cls, "__dataclass_fields__", {})) | set(cls.attribute_map)
+    for key in extra:
+        if key.startswith("_") or key in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.85)
+        if close:
+            raise ValueError(f"Unknown config field `{key}`: did you mean `{close[0]}`? Fix the name in the config.")
 
 
 def _largest_divisor(n: int, at_most: int) -> int:

@@ -544,6 +544,7 @@ def test_learned_positions_refuse_inputs_beyond_max_position_embeddings():
         (dict(activation_function="swishy"), "activation_function"),
         (dict(dropout=1.5), "dropout"),
         (dict(encoder_layers=0), "encoder_layers"),
+        (dict(d_modle=64), "did you mean `d_model`"),  # a misspelled field is refused, not silently ignored
         (dict(position_embedding_type="rotary", d_model=36, encoder_attention_heads=12, decoder_attention_heads=12),
          "encoder_attention_heads"),
     ],
