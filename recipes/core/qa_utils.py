@@ -18,11 +18,13 @@ from typing import Any, Optional
 
 import numpy as np
 
+from modeling.pipeline_forge import QA_NULL_INDEX, decode_qa_spans
+
 from .data import DataValidationError
 
 logger = logging.getLogger(__name__)
 
-NULL_INDEX = 0  # "no answer" position, see the module docstring
+NULL_INDEX = QA_NULL_INDEX  # "no answer" position, see the module docstring
 
 __all__ = [
     "NULL_INDEX",
@@ -192,7 +194,8 @@ def postprocess_qa_predictions(
             (they have no offsets and are never chosen).
 
     Returns:
-        (answers, nbest): ``{id: text}`` and ``{id: [{"text", "score", "start", "end"}, ...]}``
+        (answers, nbest): ``{id: text}`` and ``{id: [{"text", "score", "start", "end"}, ...]}``, best
+        first; ``score`` is the pipeline's softmax over the ranked candidates
         with character offsets into the context.
     """
     if len(features) != len(start_logits):
@@ -204,49 +207,19 @@ def postprocess_qa_predictions(
     for row, feature in enumerate(features):
         rows_by_example[feature["example_id"]].append(row)
 
+    # The span search is the pipeline's own function, so a model card's EM/F1 comes from the same code a
+    # pipeline() user runs.
     answers: dict[str, str] = {}
     nbest: dict[str, list[dict]] = {}
     for example in examples:
         example_id = example[id_column]
-        context = example[context_column]
-        candidates: list[dict] = []
-        min_null_score: Optional[float] = None
-        for row in rows_by_example.get(example_id, []):
-            offsets = features[row]["offset_mapping"]
-            starts, ends = np.asarray(start_logits[row]), np.asarray(end_logits[row])
-            length = min(len(offsets), len(starts))
-            null_score = float(starts[NULL_INDEX] + ends[NULL_INDEX])
-            if min_null_score is None or null_score < min_null_score:
-                min_null_score = null_score
-            best_starts = np.argsort(starts[:length])[::-1][:n_best_size]
-            best_ends = np.argsort(ends[:length])[::-1][:n_best_size]
-            for s in best_starts:
-                if offsets[s] is None:
-                    continue
-                for e in best_ends:
-                    if offsets[e] is None or e < s or e - s + 1 > max_answer_length:
-                        continue
-                    start_char, end_char = offsets[s][0], offsets[e][1]
-                    text = context[start_char:end_char]
-                    stripped = text.strip()
-                    lead = len(text) - len(text.lstrip())
-                    candidates.append(
-                        {
-                            "text": stripped,
-                            "score": float(starts[s] + ends[e]),
-                            "start": start_char + lead,
-                            "end": start_char + lead + len(stripped),
-                        }
-                    )
-        candidates.sort(key=lambda c: c["score"], reverse=True)
-        candidates = candidates[:n_best_size]
-        best = candidates[0] if candidates else {"text": "", "score": float("-inf"), "start": 0, "end": 0}
-        if version_2_with_negative and min_null_score is not None:
-            null_entry = {"text": "", "score": min_null_score, "start": 0, "end": 0}
-            candidates.append(null_entry)
-            candidates.sort(key=lambda c: c["score"], reverse=True)
-            answers[example_id] = "" if min_null_score - best["score"] > null_score_diff_threshold else best["text"]
-        else:
-            answers[example_id] = best["text"]
-        nbest[example_id] = candidates
+        rows = rows_by_example.get(example_id, [])
+        spans = decode_qa_spans(
+            [start_logits[r] for r in rows], [end_logits[r] for r in rows],
+            [features[r]["offset_mapping"] for r in rows], example[context_column],
+            top_k=n_best_size, n_best_size=n_best_size, max_answer_len=max_answer_length,
+            handle_impossible_answer=version_2_with_negative, null_score_diff_threshold=null_score_diff_threshold,
+        )
+        nbest[example_id] = [{"text": s["answer"], "score": s["score"], "start": s["start"], "end": s["end"]} for s in spans]
+        answers[example_id] = spans[0]["answer"]
     return answers, nbest
