@@ -440,8 +440,8 @@ _RUN_HELP = {
 
 
 @dataclass
-class ForgeTrainingArguments(TrainingArguments):
-    """transformers' TrainingArguments plus Forge's run-safety and early-stopping switches."""
+class ForgeRunArguments:
+    """Forge's run-safety, early-stopping and budget switches, added to both TrainingArguments classes below."""
 
     overwrite_output_dir: bool = field(default=False, metadata={"help": _RUN_HELP["overwrite_output_dir"]})
     early_stopping_patience: Optional[int] = field(
@@ -455,18 +455,13 @@ class ForgeTrainingArguments(TrainingArguments):
 
 
 @dataclass
-class ForgeSeq2SeqTrainingArguments(Seq2SeqTrainingArguments):
-    """transformers' Seq2SeqTrainingArguments plus Forge's run-safety and early-stopping switches."""
+class ForgeTrainingArguments(ForgeRunArguments, TrainingArguments):
+    """transformers' TrainingArguments plus :class:`ForgeRunArguments`."""
 
-    overwrite_output_dir: bool = field(default=False, metadata={"help": _RUN_HELP["overwrite_output_dir"]})
-    early_stopping_patience: Optional[int] = field(
-        default=None, metadata={"help": _RUN_HELP["early_stopping_patience"]}
-    )
-    early_stopping_threshold: float = field(default=0.0, metadata={"help": _RUN_HELP["early_stopping_threshold"]})
-    stop_on_nan: bool = field(default=True, metadata={"help": _RUN_HELP["stop_on_nan"]})
-    max_train_minutes: Optional[float] = field(
-        default=None, metadata={"help": _RUN_HELP["max_train_minutes"]}
-    )
+
+@dataclass
+class ForgeSeq2SeqTrainingArguments(ForgeRunArguments, Seq2SeqTrainingArguments):
+    """transformers' Seq2SeqTrainingArguments plus :class:`ForgeRunArguments`."""
 
 
 # --------------------------------------------------------------------------------------------
