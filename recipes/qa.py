@@ -26,7 +26,9 @@ from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
 from recipes.core.metrics import squad_score
 from recipes.core.qa_utils import postprocess_qa_predictions, prepare_qa_features
 from recipes.core.tasks import validate_for_task
-from recipes.core.trainer_utils import finish_run, load_model, load_tokenizer, start_run, train, write_predictions
+from recipes.core.trainer_utils import (
+    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+)
 
 logger = logging.getLogger(__name__)
 TASK = "question-answering"
@@ -100,18 +102,14 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     train_metrics = train(trainer, resume, len(raw["train"])) if training_args.do_train else None
     metrics: dict[str, float] = {}
     trainer.compute_metrics = None  # predictions are scored below, per split
-    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "predict", training_args.do_predict)):
-        if not wanted or split not in raw:
-            continue
+    for split, prefix in prediction_splits(training_args, raw):
         result = trainer.predict(model_inputs[split], metric_key_prefix=prefix)
         answers, nbest = answers_for(split, result.predictions[0], result.predictions[1])
         has_gold = data_args.answer_column in raw[split].column_names
         if has_gold:
             scores = {f"{prefix}_{k}": v for k, v in squad_score(answers, references(split)).items()}
             scores.update({k: v for k, v in result.metrics.items() if k.endswith("_loss")})
-            trainer.log_metrics(prefix, scores)
-            trainer.save_metrics(prefix, scores)
-            metrics.update(scores)
+            record_metrics(trainer, prefix, scores, metrics)
         rows = []
         for example in raw[split]:
             qid = example[data_args.id_column]

@@ -21,7 +21,9 @@ from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, build_label_list, check_labels, load_raw_datasets, select_samples
 from recipes.core.metrics import classification_metrics
 from recipes.core.tasks import apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
-from recipes.core.trainer_utils import finish_run, load_model, load_tokenizer, start_run, train, write_predictions
+from recipes.core.trainer_utils import (
+    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+)
 
 logger = logging.getLogger(__name__)
 TASK = "text-classification"
@@ -105,16 +107,12 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     train_metrics = train(trainer, resume, len(features["train"])) if training_args.do_train else None
     metrics: dict[str, float] = {}
     out = training_args.output_dir
-    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "predict", training_args.do_predict)):
-        if not wanted or split not in features:
-            continue
+    for split, prefix in prediction_splits(training_args, features):
         result = trainer.predict(features[split], metric_key_prefix=prefix)
         predicted = result.predictions[0] if isinstance(result.predictions, tuple) else result.predictions
         predicted = predicted.argmax(-1)
         if result.metrics and result.label_ids is not None:
-            trainer.log_metrics(prefix, result.metrics)
-            trainer.save_metrics(prefix, result.metrics)
-            metrics.update(result.metrics)
+            record_metrics(trainer, prefix, result.metrics, metrics)
         texts = raw[split][data_args.text_column]
         rows = [{"text": t, "prediction": id2label[int(p)]} for t, p in zip(texts, predicted)]
         if data_args.label_column in raw[split].column_names:

@@ -24,7 +24,9 @@ from recipes.core.data import DataValidationError, check_not_empty, first_proble
 from recipes.core.metrics import srl_metrics
 from recipes.core.srl_utils import augment_srl_split, build_srl_label_list, prepare_srl_features, word_tags_from_token_predictions
 from recipes.core.tasks import validate_for_task
-from recipes.core.trainer_utils import finish_run, load_model, load_tokenizer, start_run, train, write_predictions
+from recipes.core.trainer_utils import (
+    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+)
 
 logger = logging.getLogger(__name__)
 TASK = "semantic-role-labeling"
@@ -107,14 +109,10 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
     train_metrics = train(trainer, resume, len(model_inputs["train"])) if training_args.do_train else None
     metrics: dict[str, float] = {}
-    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "predict", training_args.do_predict)):
-        if not wanted or split not in raw:
-            continue
+    for split, prefix in prediction_splits(training_args, raw):
         result = trainer.predict(model_inputs[split], metric_key_prefix=prefix)
         if result.metrics and "labels" in model_inputs[split].column_names:
-            trainer.log_metrics(prefix, result.metrics)
-            trainer.save_metrics(prefix, result.metrics)
-            metrics.update(result.metrics)
+            record_metrics(trainer, prefix, result.metrics, metrics)
         predicted = result.predictions[0] if isinstance(result.predictions, tuple) else result.predictions
         predicted = predicted.argmax(-1)
         rows = []

@@ -22,7 +22,9 @@ from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
 from .metrics import decode_generated, seq2seq_metrics
 from .tasks import apply_overlong_policy, tokenize_seq2seq, validate_for_task
-from .trainer_utils import finish_run, load_model, load_tokenizer, start_run, train, write_predictions
+from .trainer_utils import (
+    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -108,14 +110,10 @@ def run_seq2seq(task: Seq2SeqTask, argv: Optional[list[str]] = None, callbacks: 
 
     train_metrics = train(trainer, resume, len(features["train"])) if training_args.do_train else None
     metrics: dict[str, float] = {}
-    for split, prefix, wanted in (("validation", "eval", training_args.do_eval), ("test", "predict", training_args.do_predict)):
-        if not wanted or split not in features:
-            continue
+    for split, prefix in prediction_splits(training_args, features):
         result = trainer.predict(features[split], metric_key_prefix=prefix)
         if result.metrics and "labels" in features[split].column_names:
-            trainer.log_metrics(prefix, result.metrics)
-            trainer.save_metrics(prefix, result.metrics)
-            metrics.update(result.metrics)
+            record_metrics(trainer, prefix, result.metrics, metrics)
         generated = decode_generated(tokenizer, result.predictions)
         sources, targets = task.pairs(raw[split][:], data_args)
         extra = {col: raw[split][col] for col in task.extra_columns(data_args) if col in raw[split].column_names}

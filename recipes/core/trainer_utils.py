@@ -37,6 +37,8 @@ __all__ = [
     "check_vocab_matches",
     "train",
     "write_predictions",
+    "prediction_splits",
+    "record_metrics",
     "finish_run",
 ]
 
@@ -201,6 +203,20 @@ def train(trainer: Any, resume_from_checkpoint: Optional[str], num_train_example
 # --------------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------------
+
+def prediction_splits(training_args: Any, available: Any) -> list[tuple[str, str]]:
+    """``(split, metric prefix)`` pairs to predict: validation with --do_eval, test with --do_predict, if present."""
+    wanted = (("validation", "eval", training_args.do_eval), ("test", "predict", training_args.do_predict))
+    return [(split, prefix) for split, prefix, on in wanted if on and split in available]
+
+
+def record_metrics(trainer: Any, prefix: str, scores: Mapping[str, float], into: dict[str, float]) -> None:
+    """Log and save one split's metrics (``<prefix>_results.json``) and add them to the run's results."""
+    trainer.log_metrics(prefix, scores)
+    trainer.save_metrics(prefix, scores)
+    into.update(scores)
+
+
 def write_predictions(path: str | os.PathLike, rows: Sequence[Mapping[str, Any]]) -> Path:
     """Write one JSON object per line (UTF-8), atomically."""
     path = Path(path)
