@@ -4,8 +4,10 @@
     python bench/profile_model.py --what greedy           # generate, 32 new tokens
     python bench/profile_model.py --what beam4
 
-Prints, per model, the top operators by self CPU time and the total, and writes Chrome traces under
-bench/results/traces/ if ``--trace`` is given. Same models and inputs as bench_model.py.
+Prints, per model, the top operators by self CPU time and the total, then a breakdown by category (matmuls,
+attention kernels, loss, optimizer, everything else) with the bound it puts on any Forge/BART speed-up at equal
+FLOPs, and writes Chrome traces under bench/results/traces/ if ``--trace`` is given. Same models and inputs as
+bench_model.py. ``--repeat N`` profiles N calls (the breakdown is their sum), which steadies it on a busy machine.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import time
+import json
 from pathlib import Path
 
 import torch
@@ -24,6 +28,102 @@ def _load_bench():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# Self-time categories. "work" = what the same maths must do in any implementation of this shape: the matrix
+# products, the attention kernels, the loss and the optimizer update. The rest (norms, activations, residual adds,
+# copies, masks, framework bookkeeping) is what an implementation can shave.
+CATEGORIES = {
+    "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mv"),
+    "attention": ("scaled_dot_product", "flash_attention"),
+    "loss": ("log_softmax", "nll_loss", "cross_entropy"),
+    "optimizer": ("adam",),
+}
+
+
+def categorize(prof, wall: float) -> dict[str, float]:
+    """Seconds per category: each operator's self CPU time (never its children's), and ``outside_ops`` = wall time
+    not spent inside any operator (Python, generate()'s loop, the profiler itself)."""
+    totals = dict.fromkeys([*CATEGORIES, "other"], 0.0)
+    for event in prof.key_averages():
+        seconds = event.self_cpu_time_total / 1e6
+        name = event.key.lower()
+        category = next((c for c, keys in CATEGORIES.items() if any(k in name for k in keys)), "other")
+        totals[category] += seconds
+    totals["outside_ops"] = max(wall - sum(totals.values()), 0.0)
+    totals["total"] = max(wall, sum(totals.values()))
+    return totals
+
+
+def speedup_bounds(forge: dict[str, float], bart: dict[str, float]) -> dict[str, float]:
+    """Upper bounds on BART time / Forge time from the profiles (Amdahl).
+
+    ``all_overhead_removed``: Forge keeps only its matmul, attention, loss and optimizer time (every other operator
+    and all time outside operators free).
+    ``matmuls_only``: Forge spends nothing but its matmul time (not reachable: the attention kernels, loss and
+    optimizer are part of the same maths).
+    """
+    work = sum(forge[c] for c in CATEGORIES)
+    return {
+        "measured": bart["total"] / forge["total"],
+        "all_overhead_removed": bart["total"] / work,
+        "matmuls_only": bart["total"] / forge["matmul"],
+    }
+
+
+class PhaseTimer:
+    """Wall time spent inside given submodules (forward hooks), e.g. encoder / decoder stack / lm_head of a
+    generate() call; whatever is left of the call's wall time is generate()'s own loop (logits processors,
+    stopping criteria, cache bookkeeping, input preparation)."""
+
+    def __init__(self, modules: dict[str, torch.nn.Module]):
+        self.seconds = dict.fromkeys(modules, 0.0)
+        self._start: dict[str, float] = {}
+        self._handles = []
+        for name, module in modules.items():
+            self._handles.append(module.register_forward_pre_hook(self._enter(name)))
+            self._handles.append(module.register_forward_hook(self._leave(name)))
+
+    def _enter(self, name):
+        def hook(module, inputs):
+            self._start[name] = time.perf_counter()
+
+        return hook
+
+    def _leave(self, name):
+        def hook(module, inputs, output):
+            self.seconds[name] += time.perf_counter() - self._start.pop(name)
+
+        return hook
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def generation_phases(model, fn, repeat: int) -> dict[str, float]:
+    """Seconds per phase over ``repeat`` generate() calls, without the profiler (it inflates Python overhead)."""
+    timer = PhaseTimer(
+        {"encoder": model.get_encoder(), "decoder": model.get_decoder(), "lm_head": model.get_output_embeddings()}
+    )
+    try:
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        wall = time.perf_counter() - start
+    finally:
+        timer.remove()
+    phases = dict(timer.seconds)
+    phases["generate_loop"] = wall - sum(phases.values())
+    phases["total"] = wall
+    return phases
+
+
+def format_breakdown(name: str, totals: dict[str, float]) -> str:
+    parts = ", ".join(
+        f"{c} {totals[c]:.3f}s ({100 * totals[c] / totals['total']:.0f}%)" for c in [*CATEGORIES, "other", "outside_ops"]
+    )
+    return f"{name}: total {totals['total']:.3f}s = {parts}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,12 +138,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=25)
     parser.add_argument("--models", default="forge,bart")
     parser.add_argument("--trace", action="store_true", help="also write Chrome traces")
+    parser.add_argument("--repeat", type=int, default=1, help="calls profiled per model (summed)")
+    parser.add_argument("--json", type=Path, help="also write the breakdown and bounds to this JSON file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bench = _load_bench()
     device = torch.device("cpu")
     pair = bench.build_pair(args.preset, "sdpa", None, device)
     vocab = pair["forge"].config.vocab_size
+    breakdowns: dict[str, dict[str, float]] = {}
+    phases: dict[str, dict[str, float]] = {}
     for name in args.models.split(","):
         model = pair[name]
         if args.what == "train":
@@ -59,7 +163,13 @@ def main(argv: list[str] | None = None) -> None:
             fn = bench.generate_fn(model, batch, beams, args.new_tokens, device, "fp32")
         fn()  # warm-up (and AdamW state)
         with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
-            fn()
+            start = time.perf_counter()
+            for _ in range(args.repeat):
+                fn()
+            wall = time.perf_counter() - start
+        breakdowns[name] = categorize(prof, wall)
+        if args.what in ("greedy", "beam4"):
+            phases[name] = generation_phases(model, fn, args.repeat)
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows, max_name_column_width=48)
         print(f"\n===== {name}: {args.what} =====\n{table}")
         if args.trace:
@@ -67,6 +177,33 @@ def main(argv: list[str] | None = None) -> None:
             out.mkdir(parents=True, exist_ok=True)
             prof.export_chrome_trace(str(out / f"{name}_{args.what}.json"))
         model.zero_grad(set_to_none=True)
+    print(f"\n===== time by category: {args.what}, {args.repeat} call(s), {args.threads} thread(s) =====")
+    for name, totals in breakdowns.items():
+        print(format_breakdown(name, totals))
+    report = {"what": args.what, "threads": args.threads, "repeat": args.repeat, "seconds": breakdowns}
+    if {"forge", "bart"} <= breakdowns.keys():
+        report["forge_over_bart_speedup"] = bounds = speedup_bounds(breakdowns["forge"], breakdowns["bart"])
+        print(
+            "Forge/BART speed (BART time / Forge time): measured {measured:.2f}x; bound if everything but matmuls, "
+            "attention, loss and optimizer were free {all_overhead_removed:.2f}x; bound if Forge did nothing but its "
+            "matmuls {matmuls_only:.2f}x".format(**bounds)
+        )
+    if phases:
+        report["generation_phases_seconds"] = phases
+        print("\n===== generate() phases (wall time, no profiler) =====")
+        for name, values in phases.items():
+            print(f"{name}: " + ", ".join(f"{k} {v:.3f}s" for k, v in values.items()))
+        if {"forge", "bart"} <= phases.keys():
+            forge, bart = phases["forge"], phases["bart"]
+            bound = bart["total"] / (forge["total"] - forge["decoder"])
+            report["forge_over_bart_speedup_if_forge_decoder_free"] = bound
+            print(
+                f"Forge/BART: measured {bart['total'] / forge['total']:.2f}x; bound if Forge's decoder stack took no "
+                f"time at all (encoder, lm_head and generate()'s loop kept) {bound:.2f}x"
+            )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

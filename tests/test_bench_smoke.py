@@ -78,3 +78,33 @@ def test_json_round_trip_and_table(results):
     assert on_disk["meta"]["params"]["forge"] > 0 and on_disk["meta"]["params"]["bart"] > 0
     assert on_disk["meta"]["structural_differences"]
     assert "| train tokens/s" in out["table"] and "Forge/BART" in out["table"]
+
+
+@pytest.mark.parametrize("what", ["train", "greedy"])
+def test_profile_breakdown_accounts_for_the_wall_time(what, tmp_path):
+    """bench/profile_model.py's category breakdown (what the README's speed-up bounds are computed from)."""
+    spec = importlib.util.spec_from_file_location("profile_model", REPO_ROOT / "bench" / "profile_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "profile.json"
+    threads = torch.get_num_threads()
+    try:
+        module.main(["--what", what, "--preset", "forge-tiny", "--batch", "2", "--src-len", "16", "--tgt-len", "8",
+                     "--new-tokens", "4", "--threads", "1", "--rows", "0", "--json", str(path)])
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(path.read_text())
+    # The category patterns match this torch's operator names: each kind of work the step must do is found.
+    expected = ("matmul", "attention", "loss", "optimizer") if what == "train" else ("matmul", "attention")
+    for model in ("forge", "bart"):
+        seconds = report["seconds"][model]
+        assert all(seconds[k] > 0 for k in expected), seconds
+        assert seconds["other"] > 0 and seconds["total"] >= max(seconds.values()), seconds
+    bounds = report["forge_over_bart_speedup"]
+    # Removing overhead can only help: the bounds are ordered.
+    assert bounds["matmuls_only"] >= bounds["all_overhead_removed"] > 0
+    if what == "greedy":
+        for model in ("forge", "bart"):
+            phases = report["generation_phases_seconds"][model]
+            assert all(phases[k] > 0 for k in ("encoder", "decoder", "lm_head", "total")), phases
+        assert _finite_positive(report["forge_over_bart_speedup_if_forge_decoder_free"])
