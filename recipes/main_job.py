@@ -149,22 +149,35 @@ def pretrain_argv(args: argparse.Namespace, budget: Budget, out: Path) -> list[s
     ]
 
 
+def _binary_01_labels(train: Path) -> bool:
+    """Whether the sentiment training file's labels are exactly the integers 0 and 1 (SST-2's layout)."""
+    labels = set()
+    with open(train, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                labels.add(json.loads(line).get("label"))
+    return labels == {0, 1}
+
+
 def finetune_argv(args: argparse.Namespace, budget: Budget, task: str, base: Path, out: Path) -> list[str]:
     """Arguments of the task recipe, starting from the pretrained folder ``base``."""
     _, _, metric, extra = TASK_SPECS[task]
     train, validation = _split_files(Path(args.data_dir), task)
     length = (["--max_steps", str(budget.finetune_max_steps)] if budget.finetune_max_steps > 0
               else ["--num_train_epochs", str(budget.finetune_epochs)])
-    generation = []
+    task_flags = []
+    if task == "sentiment" and _binary_01_labels(train):
+        # SST-2 and the embedded sample: 0 = negative, 1 = positive. Named, pipeline() says "positive", not "1".
+        task_flags = ["--class_names", "negative,positive"]
     if "--predict_with_generate" in extra:
-        generation = ["--generation_num_beams", str(budget.num_beams), "--generation_max_length", "64"]
+        task_flags = ["--generation_num_beams", str(budget.num_beams), "--generation_max_length", "64"]
     return [
         "--model_name_or_path", str(base), "--train_file", str(train), "--validation_file", str(validation),
         "--do_train", "--do_eval", *length, "--learning_rate", "5e-4", "--weight_decay", "0.01",
         "--warmup_steps", "0.1", "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "1",
         "--load_best_model_at_end", "--metric_for_best_model", metric.removeprefix("eval_"),
         "--early_stopping_patience", "2",
-        *extra, *generation, *_sample_flags(budget),
+        *extra, *task_flags, *_sample_flags(budget),
         *_common_flags(budget, out, args.seed, args.overwrite),
     ]
 

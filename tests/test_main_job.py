@@ -44,6 +44,9 @@ def test_quick_main_job_writes_every_folder(tmp_path, capsys):
         model = AUTO[row["task"]].from_pretrained(folder, trust_remote_code=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
         assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
+    # SST-2-style 0/1 labels get their names: the sentiment pipeline answers "negative" / "positive".
+    sentiment = json.loads((out / "sentiment" / "config.json").read_text())
+    assert sentiment["id2label"] == {"0": "negative", "1": "positive"}
     assert json.loads((out / "results.json").read_text()) == rows
     assert (out / "commands.sh").read_text().count("python -m recipes.") == 1 + len(main_job.TASKS)
 
