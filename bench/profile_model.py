@@ -5,7 +5,7 @@
     python bench/profile_model.py --what beam4
 
 Prints, per model, the top operators by self CPU time and the total, then a breakdown by category (matmuls,
-attention kernels, loss, optimizer, everything else) with the bound it puts on any Forge/BART speed-up at equal
+attention kernels, log-softmax, optimizer, everything else) with the bound it puts on any Forge/BART speed-up at equal
 FLOPs, and writes Chrome traces under bench/results/traces/ if ``--trace`` is given. Same models and inputs as
 bench_model.py. ``--repeat N`` profiles N calls (the breakdown is their sum), which steadies it on a busy machine.
 """
@@ -31,12 +31,13 @@ def _load_bench():
 
 
 # Self-time categories. "work" = what the same maths must do in any implementation of this shape: the matrix
-# products, the attention kernels, the loss and the optimizer update. The rest (norms, activations, residual adds,
+# products, the attention kernels, the log-softmax (the training loss; beam search's token scores) and the
+# optimizer update. The rest (norms, activations, residual adds,
 # copies, masks, framework bookkeeping) is what an implementation can shave.
 CATEGORIES = {
     "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mv"),
     "attention": ("scaled_dot_product", "flash_attention"),
-    "loss": ("log_softmax", "nll_loss", "cross_entropy"),
+    "log_softmax": ("log_softmax", "nll_loss", "cross_entropy"),
     "optimizer": ("adam",),
 }
 
@@ -58,10 +59,10 @@ def categorize(prof, wall: float) -> dict[str, float]:
 def speedup_bounds(forge: dict[str, float], bart: dict[str, float]) -> dict[str, float]:
     """Upper bounds on BART time / Forge time from the profiles (Amdahl).
 
-    ``all_overhead_removed``: Forge keeps only its matmul, attention, loss and optimizer time (every other operator
+    ``all_overhead_removed``: Forge keeps only its matmul, attention, log-softmax and optimizer time (every other operator
     and all time outside operators free).
-    ``matmuls_only``: Forge spends nothing but its matmul time (not reachable: the attention kernels, loss and
-    optimizer are part of the same maths).
+    ``matmuls_only``: Forge spends nothing but its matmul time (not reachable: the attention kernels, log-softmax
+    and optimizer are part of the same maths).
     """
     work = sum(forge[c] for c in CATEGORIES)
     return {
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         report["forge_over_bart_speedup"] = bounds = speedup_bounds(breakdowns["forge"], breakdowns["bart"])
         print(
             "Forge/BART speed (BART time / Forge time): measured {measured:.2f}x; bound if everything but matmuls, "
-            "attention, loss and optimizer were free {all_overhead_removed:.2f}x; bound if Forge did nothing but its "
+            "attention, log-softmax and optimizer were free {all_overhead_removed:.2f}x; bound if Forge did nothing but its "
             "matmuls {matmuls_only:.2f}x".format(**bounds)
         )
     if phases:
