@@ -4,12 +4,14 @@
 # budget of FT_MIN minutes of training), then evaluated once on the FULL validation split. At most JOBS runs
 # at a time. Results are appended to $OUT/measured.jsonl as each run ends, log tails to $OUT/logs.txt.
 #
-#   PRETRAINED=outputs/forge-small-pretrained DATA=../shared/data OUT=outputs/measured \
-#       FT_MIN=4 JOBS=2 bash bench/measured_finetune.sh                         # 2 CPU cores (README table)
+#   PRETRAINED=outputs/forge-small-pretrained DATA=../shared/data OUT=outputs/measured15 \
+#       FT_MIN=15 JOBS=2 bash bench/measured_finetune.sh                        # 2 CPU cores (README table, ~100 min)
+#   python bench/finetune_table.py outputs/measured15/measured.jsonl          # README's table from the results
 #   DATA=../shared/data OUT=/tmp/out TOK=outputs/tokenizer-en-16k PRE_MIN=1 FT_MIN=1 JOBS=10 GPU=1 \
 #       bash bench/measured_finetune.sh                                        # one GPU: pretrains first (bf16)
 #   SMOKE=1 DATA=../shared/data OUT=/tmp/out TOK=outputs/tokenizer-en-16k bash bench/measured_finetune.sh   # dry run
 #
+# ONLY="sentiment-pre translation-pre" reruns just those runs (their new records replace the old ones in the table).
 # Without PRETRAINED, stage 1 pretrains forge-small on pretrain/train for PRE_MIN minutes (T5 span corruption).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +32,7 @@ elif [ "$GPU" = 1 ]; then
   PRE_MIN=${PRE_MIN:-1}; FT_MIN=${FT_MIN:-1}; BLOCK=256; BS=64; PREC="--bf16"; PAR=4
   MAXS=""; PRE_MAXS=""; VOCAB="--vocab_size 16384"
 else
-  PRE_MIN=${PRE_MIN:-25}; FT_MIN=${FT_MIN:-4}; BLOCK=256; BS=32; PREC=""; PAR=1
+  PRE_MIN=${PRE_MIN:-25}; FT_MIN=${FT_MIN:-15}; BLOCK=256; BS=32; PREC=""; PAR=1
   MAXS=""; PRE_MAXS=""; VOCAB="--vocab_size 16384"
   export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / JOBS > 0 ? $(nproc) / JOBS : 1 ))}
 fi
@@ -69,6 +71,7 @@ fi
 finetune() {  # name recipe init_flags extra...
   local name=$1 recipe=$2 init=$3; shift 3
   local task=${recipe#recipes.} t0
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
   t0=$(date +%s)
   python -m "$recipe" $init --train_file "$DATA/$task/train.jsonl" --validation_file "$DATA/$task/validation.jsonl" \
     --do_train --do_eval --num_train_epochs 100 --max_train_minutes $FT_MIN --learning_rate 5e-4 --weight_decay 0.01 \
