@@ -592,8 +592,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scaling-batch", type=int, default=2, help="batch size of the scaling table")
     parser.add_argument("--scaling-rounds", type=int, default=3, help="interleaved rounds per scaling row")
     parser.add_argument("--extra-train-presets", nargs="*", default=[], help="also measure training at these presets")
-    parser.add_argument("--note", default="machine shared with other engineers running tests during the run",
-                        help="free-text note on machine load, printed and stored")
+    parser.add_argument("--note", default="",
+                        help="free-text note on machine load, printed and stored (the load average always is)")
     parser.add_argument("--json", default=None, help="results file (default bench/results/<device>_<dtype>_<preset>.json)")
     parser.add_argument("--quick", action="store_true", help="micro shape, 1 round: checks the code path in seconds")
     parser.add_argument("--silent", action="store_true", help="no progress lines on stderr")
