@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import time
-import json
 from pathlib import Path
 
 import torch
@@ -32,8 +32,8 @@ def _load_bench():
 
 # Self-time categories. "work" = what the same maths must do in any implementation of this shape: the matrix
 # products, the attention kernels, the log-softmax (the training loss; beam search's token scores) and the
-# optimizer update. The rest (norms, activations, residual adds,
-# copies, masks, framework bookkeeping) is what an implementation can shave.
+# optimizer update. The rest (norms, activations, residual adds, copies, masks, framework bookkeeping) is where
+# an implementation can differ.
 CATEGORIES = {
     "matmul": ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addmv", "aten::mv"),
     "attention": ("scaled_dot_product", "flash_attention"),

@@ -168,9 +168,9 @@ def finetune_argv(args: argparse.Namespace, budget: Budget, task: str, base: Pat
     task_flags = []
     if task == "sentiment" and _binary_01_labels(train):
         # SST-2 and the embedded sample: 0 = negative, 1 = positive. Named, pipeline() says "positive", not "1".
-        task_flags = ["--class_names", "negative,positive"]
+        task_flags += ["--class_names", "negative,positive"]
     if "--predict_with_generate" in extra:
-        task_flags = ["--generation_num_beams", str(budget.num_beams), "--generation_max_length", "64"]
+        task_flags += ["--generation_num_beams", str(budget.num_beams), "--generation_max_length", "64"]
     return [
         "--model_name_or_path", str(base), "--train_file", str(train), "--validation_file", str(validation),
         "--do_train", "--do_eval", *length, "--learning_rate", "5e-4", "--weight_decay", "0.01",

@@ -81,7 +81,7 @@ def test_json_round_trip_and_table(results):
 
 
 @pytest.mark.parametrize("what", ["train", "greedy"])
-def test_profile_breakdown_accounts_for_the_wall_time(what, tmp_path):
+def test_profile_breakdown_finds_each_kind_of_work(what, tmp_path):
     """bench/profile_model.py's category breakdown (what the README's speed-up bounds are computed from)."""
     spec = importlib.util.spec_from_file_location("profile_model", REPO_ROOT / "bench" / "profile_model.py")
     module = importlib.util.module_from_spec(spec)

@@ -322,6 +322,15 @@ def test_generate_cached_equals_uncached(seq2seq, mode):
     assert (runs[0][:, 0] == BOS).all()  # decoding starts at decoder_start_token_id = <s>
 
 
+@pytest.mark.parametrize("mode", ["greedy", "beam"])
+def test_static_cache_generate_equals_dynamic_cache(seq2seq, mode):
+    """``cache_implementation="static"`` (the preallocated cache that compiled decoding needs) gives the same tokens."""
+    inputs = source_batch()
+    dynamic = seq2seq.generate(**inputs, max_new_tokens=8, **GENERATION_MODES[mode])
+    static = seq2seq.generate(**inputs, max_new_tokens=8, cache_implementation="static", **GENERATION_MODES[mode])
+    assert torch.equal(dynamic, static)
+
+
 def test_incremental_decoding_equals_full_forward(seq2seq):
     inputs = source_batch()
     decoder_input_ids = target_ids(length=6)
