@@ -78,12 +78,12 @@ def start_run(training_args: Any) -> Optional[str]:
     """Logging, seed and output-folder checks; returns the checkpoint to resume from (or None).
 
     - A folder that already holds a finished model is refused unless ``--overwrite_output_dir``
-      (``recipes.core.export.OutputDirExistsError``), before any work is done.
+      (``publishing.export.OutputDirExistsError``), before any work is done.
     - ``--resume_from_checkpoint PATH`` resumes from PATH; ``--resume_from_checkpoint last`` (or a
       rerun of an interrupted command, without --overwrite_output_dir) resumes from the newest complete
       checkpoint in ``output_dir``.
     """
-    from .export import check_output_dir
+    from publishing.export import check_output_dir
 
     _setup_logging(training_args)
     set_seed(training_args.seed)
@@ -263,7 +263,7 @@ def finish_run(
     """
     if not trainer.is_world_process_zero():
         return
-    from .export import save_hub_folder
+    from publishing.export import save_hub_folder
 
     output_dir = Path(training_args.output_dir)
     if training_args.do_train:
@@ -275,14 +275,10 @@ def finish_run(
     curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)
     if not training_args.do_train:
         return
-    try:
-        from .cards import write_model_card
-    except ImportError:  # the card writer is optional for a bare checkout
-        logger.warning("recipes.core.cards is not available; no model card written.")
-        return
+    from publishing.cards import write_model_card
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
-    command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
+    command = f"python -m {_recipe_module(task)} " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
     write_model_card(
         output_dir,
         model_name=output_dir.name,
@@ -298,17 +294,14 @@ def finish_run(
     )
 
 
-_RECIPE_OF_TASK = {
-    "text-classification": "sentiment",
-    "translation": "translation",
-    "summarization": "summarization",
-    "question-answering": "qa",
-    "semantic-role-labeling": "srl",
-}
-
-
 def _recipe_module(task: str) -> str:
-    return _RECIPE_OF_TASK.get(task, task)
+    """The module that trains ``task`` (a name or alias in the task registry), for the card's command."""
+    from .registry import get_task
+
+    try:
+        return get_task(task).module or f"recipes.{task}"
+    except ValueError:
+        return f"recipes.{task}"
 
 
 def _data_label(data_args: Any) -> str:
