@@ -56,14 +56,8 @@ HUB_TASK = "text2text-generation"  # the pipeline a pretrained folder serves (fi
 
 # Pretraining has its own main() (span corruption, packing); the spec gives the card and export its facts.
 SPEC = TaskSpec(
-    name="pretraining",
-    aliases=("pretrain",),
-    title="Pretraining (span corruption, text-to-text)",
-    auto_class="AutoModelForSeq2SeqLM",
-    pipeline_task=HUB_TASK,
-    columns=("text",),
-    metric="loss",
-    greater_is_better=False,
+    name="pretraining", aliases=("pretrain",), title="Pretraining (span corruption, text-to-text)",
+    auto_class="AutoModelForSeq2SeqLM", pipeline_task=HUB_TASK, metric="loss", greater_is_better=False,
     usage=(  # a pretrained checkpoint is used through the model classes, not a task pipeline
         "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
         'model_id = "{model_id}"  # a Hub repo id or a local folder\n'

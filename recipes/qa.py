@@ -17,25 +17,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from recipes.core.args import ForgeTrainingArguments, QADataArguments
-from recipes.core.data import ColumnSpec, DataValidationError, check_not_empty, first_problem_rows
+from recipes.core.args import QADataArguments
+from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows
 from recipes.core.driver import TaskRecipe, run_task
 from recipes.core.metrics import squad_score
 from recipes.core.qa_utils import check_answer_offsets, postprocess_qa_predictions, prepare_qa_features
-from recipes.core.registry import TaskSpec, pipeline_usage
+from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
 
 TASK = "question-answering"
 POSTPROCESS_COLUMNS = ["example_id", "offset_mapping"]
-
-
-def qa_columns(data_args: Any, split: str, columns: Any) -> list[ColumnSpec]:
-    """SQuAD columns; the answers are optional in the test split."""
-    return [
-        ColumnSpec(data_args.id_column, "id_column", "text"),
-        ColumnSpec(data_args.question_column, "question_column", "text"),
-        ColumnSpec(data_args.context_column, "context_column", "text"),
-        ColumnSpec(data_args.answer_column, "answer_column", "squad_answers", optional=split == "test"),
-    ]
 
 
 def check_qa_rows(raw: Any, split: str, data_args: Any) -> None:
@@ -135,17 +125,10 @@ class QARecipe(TaskRecipe):
 
 
 SPEC = TaskSpec(
-    name="qa",
-    aliases=(TASK,),
-    title="Extractive question answering",
-    auto_class="AutoModelForQuestionAnswering",
-    pipeline_task=TASK,
-    columns=("id", "question", "context", "answers"),
-    metric="f1",
-    data_args_class=QADataArguments,
-    training_args_class=ForgeTrainingArguments,
-    recipe=QARecipe,
-    column_specs=qa_columns,
+    name="qa", aliases=(TASK,), title="Extractive question answering", pipeline_task=TASK,
+    auto_class="AutoModelForQuestionAnswering", metric="f1", recipe=QARecipe, data_args_class=QADataArguments,
+    data_columns=(DataColumn("id_column", "text"), DataColumn("question_column", "text"),
+                  DataColumn("context_column", "text"), DataColumn("answer_column", "squad_answers", True)),
     check_rows=check_qa_rows,
     usage=pipeline_usage(
         'qa = pipeline("question-answering", model=model_id, trust_remote_code=True)\n'
@@ -153,9 +136,8 @@ SPEC = TaskSpec(
         'print(qa(question="How large is the tokenizer?", context=context, top_k=2))'
     ),
     sample_input={"question": "Where did the council meet?", "context": "The council met in the town hall."},
-    main_job_order=4,
-    main_job_flags=("--max_seq_length", "192", "--doc_stride", "64"),
     demo_call=lambda row: ((), {"question": row["question"], "context": row["context"]}),
+    main_job_order=4, main_job_flags=("--max_seq_length", "192", "--doc_stride", "64"),
 )
 
 

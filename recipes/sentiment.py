@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from recipes.core.args import ForgeTrainingArguments, SentimentDataArguments
-from recipes.core.classification import ClassificationRecipe, classification_columns
+from recipes.core.args import SentimentDataArguments
+from recipes.core.classification import CLASSIFICATION_COLUMNS, ClassificationRecipe
 from recipes.core.driver import run_task
 from recipes.core.registry import TaskSpec, pipeline_usage
 
@@ -35,25 +35,15 @@ def _named_binary_labels(train: Path) -> list[str]:
 
 
 SPEC = TaskSpec(
-    name="sentiment",
-    aliases=(TASK, "sentiment-analysis"),
-    title="Text classification",
-    auto_class="AutoModelForSequenceClassification",
-    pipeline_task=TASK,
-    columns=("text", "label"),
-    metric="accuracy",
-    data_args_class=SentimentDataArguments,
-    training_args_class=ForgeTrainingArguments,
-    recipe=ClassificationRecipe,
-    column_specs=classification_columns,
+    name="sentiment", aliases=(TASK, "sentiment-analysis"), title="Text classification",
+    auto_class="AutoModelForSequenceClassification", pipeline_task=TASK, metric="accuracy",
+    data_args_class=SentimentDataArguments, data_columns=CLASSIFICATION_COLUMNS, recipe=ClassificationRecipe,
     usage=pipeline_usage(
         'classifier = pipeline("text-classification", model=model_id, trust_remote_code=True)\n'
         'print(classifier(["What a wonderful film!", "A dull, lifeless story."]))'
     ),
     sample_input="What a wonderful film!",
-    main_job_order=1,
-    main_job_data_flags=_named_binary_labels,
-    demo_call=lambda row: ((row["text"],), {}),
+    main_job_order=1, main_job_data_flags=_named_binary_labels, demo_call=lambda row: ((row["text"],), {}),
 )
 
 

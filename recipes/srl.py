@@ -14,26 +14,17 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from recipes.core.args import ForgeTrainingArguments, ModelArguments, SRLDataArguments
-from recipes.core.data import ColumnSpec, DataValidationError, check_not_empty, first_problem_rows
+from recipes.core.args import ModelArguments, SRLDataArguments
+from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows
 from recipes.core.driver import TaskRecipe, predicted_classes, run_task
 from recipes.core.metrics import srl_metrics
-from recipes.core.registry import TaskSpec, pipeline_usage
+from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
 from recipes.core.srl_utils import (
     augment_srl_split, build_srl_label_list, prepare_srl_features, validate_srl_split, word_tags_from_token_predictions,
 )
 
 TASK = "semantic-role-labeling"
 BOOKKEEPING_COLUMNS = ["word_ids", "example_index"]
-
-
-def srl_columns(data_args: Any, split: str, columns: Any) -> list[ColumnSpec]:
-    """Words, the predicate's word index, and one BIO tag per word (optional in the test split)."""
-    return [
-        ColumnSpec(data_args.tokens_column, "tokens_column", "text_list"),
-        ColumnSpec(data_args.predicate_index_column, "predicate_index_column", "int"),
-        ColumnSpec(data_args.tags_column, "tags_column", "text_list", optional=split == "test"),
-    ]
 
 
 def check_srl_rows(raw: Any, split: str, data_args: Any) -> None:
@@ -127,19 +118,11 @@ class SRLRecipe(TaskRecipe):
 
 
 SPEC = TaskSpec(
-    name="srl",
-    aliases=(TASK,),
-    title="Semantic role labeling",
-    auto_class="AutoModelForTokenClassification",
-    pipeline_task=TASK,
-    hub_pipeline_tag="token-classification",
-    columns=("tokens", "predicate_index", "tags"),
-    metric="f1",
-    data_args_class=SRLDataArguments,
-    training_args_class=ForgeTrainingArguments,
-    recipe=SRLRecipe,
-    column_specs=srl_columns,
-    check_rows=check_srl_rows,
+    name="srl", aliases=(TASK,), title="Semantic role labeling", recipe=SRLRecipe, metric="f1",
+    auto_class="AutoModelForTokenClassification", pipeline_task=TASK, hub_pipeline_tag="token-classification",
+    data_args_class=SRLDataArguments, check_rows=check_srl_rows,
+    data_columns=(DataColumn("tokens_column", "text_list"), DataColumn("predicate_index_column", "int"),
+                  DataColumn("tags_column", "text_list", True)),
     usage=pipeline_usage(
         'srl = pipeline("semantic-role-labeling", model=model_id, trust_remote_code=True)\n'
         "# Mark the predicate with [brackets], or pass predicate=<word index>.\n"
@@ -147,8 +130,7 @@ SPEC = TaskSpec(
         'print(srl("The committee approved the plan on Monday .", predicate=2))'
     ),
     sample_input="The council [approved] the budget .",
-    main_job_order=5,
-    main_job_flags=("--max_seq_length", "96"),
+    main_job_order=5, main_job_flags=("--max_seq_length", "96"),
     demo_call=lambda row: (({"words": row["tokens"], "predicate": row["predicate_index"]},), {}),
 )
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from recipes.core.args import ForgeSeq2SeqTrainingArguments, SummarizationDataArguments
-from recipes.core.data import ColumnSpec
+from recipes.core.args import SummarizationDataArguments
 from recipes.core.driver import run_task
-from recipes.core.registry import TaskSpec, pipeline_usage
+from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
 from recipes.core.seq2seq import Seq2SeqRecipe
 
 
@@ -35,19 +34,9 @@ class SummarizationRecipe(Seq2SeqRecipe):
 
 
 SPEC = TaskSpec(
-    name="summarization",
-    title="Summarization",
-    auto_class="AutoModelForSeq2SeqLM",
-    pipeline_task="summarization",
-    columns=("document", "summary"),
-    metric="rougeL",
-    data_args_class=SummarizationDataArguments,
-    training_args_class=ForgeSeq2SeqTrainingArguments,
-    recipe=SummarizationRecipe,
-    column_specs=lambda data_args, split, columns: [
-        ColumnSpec(data_args.text_column, "text_column", "text"),
-        ColumnSpec(data_args.summary_column, "summary_column", "text", optional=split == "test"),
-    ],
+    name="summarization", title="Summarization", pipeline_task="summarization", auto_class="AutoModelForSeq2SeqLM",
+    data_args_class=SummarizationDataArguments, recipe=SummarizationRecipe, metric="rougeL",
+    data_columns=(DataColumn("text_column", "text"), DataColumn("summary_column", "text", True)),
     usage=pipeline_usage(
         'summarizer = pipeline("summarization", model=model_id, trust_remote_code=True)\n'
         'text = "The city council met on Tuesday to discuss the new budget. After a long debate, the members '
@@ -55,9 +44,9 @@ SPEC = TaskSpec(
         "print(summarizer(text, max_new_tokens=40, num_beams=2))"
     ),
     sample_input="The council met on Tuesday. After a long debate it agreed to spend more on buses.",
+    demo_call=lambda row: ((row["document"],), {"max_new_tokens": 40}),
     main_job_order=3,
     main_job_flags=("--predict_with_generate", "--max_source_length", "256", "--max_target_length", "48"),
-    demo_call=lambda row: ((row["document"],), {"max_new_tokens": 40}),
 )
 
 

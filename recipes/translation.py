@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from recipes.core.args import ForgeSeq2SeqTrainingArguments, TranslationDataArguments
+from recipes.core.args import TranslationDataArguments
 from recipes.core.data import ColumnSpec
 from recipes.core.driver import run_task
 from recipes.core.registry import TaskSpec, pipeline_usage
@@ -39,17 +39,9 @@ class TranslationRecipe(Seq2SeqRecipe):
 
 
 SPEC = TaskSpec(
-    name="translation",
-    title="Translation",
-    auto_class="AutoModelForSeq2SeqLM",
-    pipeline_task="translation",
-    columns=("de", "en"),
-    metric="bleu",
-    data_args_class=TranslationDataArguments,
-    training_args_class=ForgeSeq2SeqTrainingArguments,
-    recipe=TranslationRecipe,
-    column_specs=translation_columns,
-    check_rows=check_translation_dicts,
+    name="translation", title="Translation", metric="bleu", recipe=TranslationRecipe,
+    auto_class="AutoModelForSeq2SeqLM", pipeline_task="translation", data_args_class=TranslationDataArguments,
+    column_specs=translation_columns, check_rows=check_translation_dicts,
     usage=pipeline_usage(
         'translator = pipeline("translation", model=model_id, trust_remote_code=True)\n'
         'print(translator(["The weather is nice today.", "Where is the station?"], max_new_tokens=40))'

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .data import ColumnSpec, DataValidationError, build_label_list, check_labels
+from .data import DataValidationError, build_label_list, check_labels
 from .driver import TaskRecipe, predicted_classes
 from .metrics import classification_metrics
+from .registry import DataColumn
 from .tasks import augment_split, tokenize_classification
 
-__all__ = ["ClassificationRecipe", "classification_columns", "label_names"]
+__all__ = ["CLASSIFICATION_COLUMNS", "ClassificationRecipe", "label_names"]
 
 
-def classification_columns(data_args: Any, split: str, columns: Any) -> list[ColumnSpec]:
-    """A text column, an optional second text column, and the label (optional in the test split)."""
-    specs = [ColumnSpec(data_args.text_column, "text_column", "text")]
-    if data_args.text_pair_column:
-        specs.append(ColumnSpec(data_args.text_pair_column, "text_pair_column", "text"))
-    specs.append(ColumnSpec(data_args.label_column, "label_column", "label", optional=split == "test"))
-    return specs
+# A text, an optional second text (sentence pairs) and the label.
+CLASSIFICATION_COLUMNS = (
+    DataColumn("text_column", "text"), DataColumn("text_pair_column", "text"), DataColumn("label_column", "label", True),
+)
 
 
 def label_names(data_args: Any, labels: list) -> list[str]:

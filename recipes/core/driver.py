@@ -45,6 +45,7 @@ class TaskRecipe:
     """
 
     trainer_class: type = Trainer
+    training_args_class: type = ForgeTrainingArguments  # Seq2SeqTrainer needs Seq2SeqTrainingArguments
     encode_desc = "tokenising"  # progress label of the map step
     length_flag = "max_seq_length"  # the flag an over-long input is measured against
 
@@ -104,7 +105,7 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
     """Fine-tune a Forge model for ``spec`` with the command line ``argv`` (or one JSON/YAML path); returns eval metrics."""
     started = time.time()
     model_args, data_args, training_args = parse_args(
-        ModelArguments, spec.data_args_class, spec.training_args_class or ForgeTrainingArguments, args=argv
+        ModelArguments, spec.data_args_class, spec.recipe.training_args_class, args=argv
     )
     resume = start_run(training_args)
     recipe: TaskRecipe = spec.recipe(spec, model_args, data_args, training_args)

@@ -23,9 +23,10 @@ import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 __all__ = [
+    "DataColumn",
     "TaskSpec",
     "get_task",
     "main_job_tasks",
@@ -39,6 +40,18 @@ _PIPELINE_USAGE_HEAD = 'from transformers import pipeline\n\nmodel_id = "{model_
 def pipeline_usage(body: str) -> str:
     """A card usage snippet: the import and ``model_id`` line every pipeline snippet starts with, then ``body``."""
     return _PIPELINE_USAGE_HEAD + body
+
+
+class DataColumn(NamedTuple):
+    """One column of a task's data, named by the data-arguments field that holds its name (``"label_column"``).
+
+    ``kind`` is a :class:`recipes.core.data.ColumnSpec` value kind ("text", "label", "int", ...); a ``target``
+    column may be absent from the test split. A field whose value is None (an unused optional column) is skipped.
+    """
+
+    flag: str
+    kind: str
+    target: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,14 +69,15 @@ class TaskSpec:
     pipeline_task: str  # what pipeline(TASK, model=folder) is called with; save_hub_folder's task
     aliases: tuple[str, ...] = ()  # other names that find this spec ("question-answering")
     hub_pipeline_tag: Optional[str] = None  # the Hub's pipeline tag, when it differs from pipeline_task
-    columns: tuple[str, ...] = ()  # the data columns a user provides (default names), for docs and checks
+    data_columns: tuple[DataColumn, ...] = ()  # the columns validation requires (see column_specs)
     metric: Optional[str] = None  # the task metric, without "eval_": early stopping, best model, main-job table
     greater_is_better: bool = True  # the metric's direction
     # -- fine-tuning (None for tasks without a recipe of their own) --
     data_args_class: Optional[type] = None
-    training_args_class: Optional[type] = None
     recipe: Optional[type] = None  # a recipes.core.driver.TaskRecipe subclass: the steps that differ
-    column_specs: Optional[Callable[[Any, str, Sequence[str]], list]] = None  # (data_args, split, columns) -> ColumnSpecs
+    # (data_args, split, columns present) -> ColumnSpecs, for data whose columns depend on the file; default:
+    # data_columns
+    column_specs: Optional[Callable[[Any, str, Sequence[str]], list]] = None
     check_rows: Optional[Callable[[Mapping[str, Any], str, Any], None]] = None  # cross-field row checks per split
     # -- publishing --
     usage: str = ""  # the card's usage snippet; "{model_id}" is replaced by the repo id / folder

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
 
+from .args import ForgeSeq2SeqTrainingArguments
 from .driver import TaskRecipe, run_task
 from .metrics import decode_generated, seq2seq_metrics
 from .tasks import tokenize_seq2seq
@@ -52,6 +53,7 @@ class Seq2SeqRecipe(TaskRecipe):
     """Source text in, generated target out; the metric kind (BLEU or ROUGE) follows the spec's name."""
 
     trainer_class = Seq2SeqTrainer
+    training_args_class = ForgeSeq2SeqTrainingArguments
     length_flag = "max_source_length"
 
     def pairs(self, examples: Mapping[str, list]) -> tuple[list[str], Optional[list[str]]]:

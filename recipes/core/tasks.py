@@ -14,6 +14,7 @@ from typing import Any, Optional
 import datasets
 
 from .data import (
+    ColumnSpec,
     DataValidationError,
     check_not_empty,
     first_problem_rows,
@@ -68,13 +69,20 @@ def validate_for_task(task: Any, raw: Mapping[str, Any], data_args: Any) -> None
     from .registry import TaskSpec, get_task
 
     spec = task if isinstance(task, TaskSpec) else get_task(task)
-    if spec.column_specs is None:
+    if spec.column_specs is None and not spec.data_columns:
         raise ValueError(f"Task {spec.name!r} has no data rules (it is not fine-tuned by a recipe).")
     for split in list(raw):
         ds = raw[split]
         check_not_empty(ds, split)
         columns = list(getattr(ds, "column_names", None) or [])
-        validate_columns(raw, spec.column_specs(data_args, split, columns), splits=[split])
+        if spec.column_specs is not None:
+            needed = spec.column_specs(data_args, split, columns)
+        else:
+            needed = [
+                ColumnSpec(getattr(data_args, column.flag), column.flag, column.kind, optional=column.target and split == "test")
+                for column in spec.data_columns if getattr(data_args, column.flag)
+            ]
+        validate_columns(raw, needed, splits=[split])
         if isinstance(ds, datasets.IterableDataset):
             continue  # cross-field checks need random access; streamed data is checked as it is read
         if spec.check_rows is not None:
