@@ -46,6 +46,7 @@ from .tokenization_forge import (
     _NOT_WS,
     ForgeTokenizer,
     bytes_to_unicode,
+    check_vocabulary_present,
     load_merges,
     sentinels_in_vocab,
     special_tokens_in_order,
@@ -154,6 +155,13 @@ class ForgeTokenizerFast(PreTrainedTokenizerFast):
     model_input_names = ["input_ids", "attention_mask"]
     slow_tokenizer_class = ForgeTokenizer
     model = BPE
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loader; a local folder without a vocabulary is refused by name (it would otherwise
+        give a blank tokenizer; ``ForgeTokenizerFast()`` is the way to ask for one)."""
+        check_vocabulary_present(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def __init__(
         self,

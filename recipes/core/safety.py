@@ -36,7 +36,6 @@ _SECRET_NAME = re.compile(r"(^|[_-])(token|password|passwd|secret|api[_-]?key|au
 
 SAFE_WEIGHTS_NAMES = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
-TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.json")
 TRAINING_ARGS_JSON = "training_args.json"
 
 
@@ -209,17 +208,14 @@ def check_safetensors_weights(folder: str | os.PathLike) -> None:
 
 
 def check_tokenizer_folder(folder: str | os.PathLike) -> None:
-    """Refuse a local tokenizer folder without a vocabulary instead of falling back to a blank tokenizer."""
-    path = Path(folder)
-    if not path.is_dir():
-        return
-    if any((path / name).is_file() for name in TOKENIZER_VOCAB_FILES):
-        return
-    raise ValueError(
-        f"{path} holds no tokenizer vocabulary (no tokenizer.json or vocab.json + merges.txt); a blank tokenizer "
-        "would be used silently. Pass --tokenizer_name with a trained tokenizer folder, or train one with "
-        "`python -m tokenization.train --files CORPUS.txt --vocab_size 32000 --output_dir TOKENIZER_DIR`."
-    )
+    """Refuse a local tokenizer folder without a vocabulary instead of falling back to a blank tokenizer.
+
+    Checked before ``AutoTokenizer`` too: on a folder without config.json it would otherwise fail with advice to
+    install sentencepiece. The check itself lives with the tokenizer classes, which apply it in ``from_pretrained``.
+    """
+    from tokenization.tokenization_forge import check_vocabulary_present
+
+    check_vocabulary_present(folder)
 
 
 # --------------------------------------------------------------------------------------------
