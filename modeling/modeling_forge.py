@@ -534,7 +534,8 @@ class ForgePreTrainedModel(PreTrainedModel):
         if kwargs.get("use_safetensors") is False:
             raise ValueError("Forge loads safetensors weights only; use_safetensors=False is not supported.")
         kwargs["use_safetensors"] = True
-        folder = os.path.join(str(pretrained_model_name_or_path), kwargs.get("subfolder") or "")
+        subfolder = kwargs.get("subfolder")
+        folder = os.path.join(str(pretrained_model_name_or_path), subfolder) if subfolder else str(pretrained_model_name_or_path)
         if os.path.isfile(os.path.join(folder, "pytorch_model.bin")) and not any(
             os.path.isfile(os.path.join(folder, name)) for name in ("model.safetensors", "model.safetensors.index.json")
         ):

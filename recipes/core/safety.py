@@ -91,12 +91,13 @@ class JsonArgsTrainerMixin:
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if getattr(self.args, "push_to_hub", False):
+        training_args = kwargs.get("args", args[1] if len(args) > 1 else None)
+        if getattr(training_args, "push_to_hub", False):  # before Trainer.__init__, which creates the repo
             raise ValueError(
                 "--push_to_hub is not supported by the Forge recipes (the Trainer would upload its arguments, hub "
-                "token included, as a pickle). Train without it, then publish with: python hub_upload.py FOLDER REPO_ID"
+                "token included, as a pickle). Train without it, then publish with: python hub_upload.py FOLDER --repo-id USER/NAME"
             )
+        super().__init__(*args, **kwargs)
 
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
         super()._save(output_dir, state_dict=state_dict)  # type: ignore[misc]
