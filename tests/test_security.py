@@ -95,8 +95,8 @@ def _booby_trap(folder: Path, dest: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 # 1. No folder code runs while Forge is installed
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("trust", [False, True], ids=["plain", "trust_remote_code"])
-@pytest.mark.parametrize("task", ["sentiment", "srl"])
+@pytest.mark.parametrize("task, trust", [("sentiment", False), ("sentiment", True), ("srl", True)],
+                         ids=["sentiment", "sentiment-trust_remote_code", "srl-predict-trust_remote_code"])
 def test_eval_only_run_never_executes_the_folders_code(task, trust, sentiment_folder, srl_folder, tmp_path):
     folder = tmp_path / "model"
     marker = _booby_trap(sentiment_folder if task == "sentiment" else srl_folder, folder)
