@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import datasets
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
@@ -36,6 +36,9 @@ from modeling import ForgeConfig, ForgeForConditionalGeneration
 from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
 from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
+from recipes.core.safety import (
+    ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
+)
 from recipes.core.trainer_utils import check_vocab_matches, start_run, train
 from recipes.core.registry import TaskSpec
 from recipes.core.pretraining import (
@@ -172,9 +175,10 @@ def load_or_train_tokenizer(
     if source is None and resume is not None and os.path.isfile(os.path.join(resume, "tokenizer.json")):
         source = resume  # the checkpoint's own tokenizer: retraining could drift with the data
     if source is not None:
+        check_tokenizer_folder(source)
         return AutoTokenizer.from_pretrained(
             source, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
-            token=model_args.token, trust_remote_code=model_args.trust_remote_code,
+            token=model_args.token, trust_remote_code=remote_code_allowed(model_args.trust_remote_code),
         )
     vocab_size = model_args.vocab_size or ForgeConfig.from_pretrained(model_args.config_name).vocab_size
     folder = os.path.join(training_args.output_dir, TOKENIZER_SUBDIR)
@@ -210,9 +214,11 @@ def build_model(
     if model_args.attn_implementation:
         overrides["attn_implementation"] = model_args.attn_implementation
     if model_args.model_name_or_path:
+        check_safetensors_weights(model_args.model_name_or_path)
         model = AutoModelForSeq2SeqLM.from_pretrained(
             model_args.model_name_or_path, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
-            token=model_args.token, trust_remote_code=model_args.trust_remote_code, **overrides,
+            token=model_args.token, trust_remote_code=remote_code_allowed(model_args.trust_remote_code),
+            use_safetensors=True, **overrides,
         )
         check_vocab_matches(model, tokenizer)
     else:
@@ -269,7 +275,7 @@ def prepare_datasets(
     return train, evaluation
 
 
-def gathered_model(trainer: Trainer, model: ForgeForConditionalGeneration) -> Optional[ForgeForConditionalGeneration]:
+def gathered_model(trainer: ForgeTrainer, model: ForgeForConditionalGeneration) -> Optional[ForgeForConditionalGeneration]:
     """The trained model with full, unsharded weights on the main process (None on the others).
 
     Under DDP (or one process) that is ``model`` itself. FSDP and DeepSpeed ZeRO-3 shard the
@@ -351,7 +357,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(
         callbacks or []
     )
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
     )
@@ -420,7 +426,7 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
         hyper["init_embeddings"] = (f"{model_args.init_embeddings}: coverage {embedding_stats.coverage:.3f} "
                                     f"({embedding_stats.found} tokens), {embedding_stats.method}")
     card_metrics = {k: v for k, v in metrics.items() if k in ("eval_loss", "eval_perplexity")}
-    command = "python -m recipes.pretrain " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m recipes.pretrain " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     curve = out / LOSS_CURVE_NAME
     write_model_card(
         out, model_name=out.name, task="pretraining", metrics=card_metrics,
@@ -432,7 +438,7 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
                  "the packed validation blocks with fixed noise masks."),
     )
     with open(out / "pretraining_summary.json", "w", encoding="utf-8") as f:
-        json.dump({"metrics": metrics, "budget": budget, "hyperparameters": hyper}, f, indent=2, default=str)
+        json.dump({"metrics": metrics, "budget": budget, "hyperparameters": redact_mapping(hyper)}, f, indent=2, default=str)
 
 
 if __name__ == "__main__":

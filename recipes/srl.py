@@ -22,6 +22,7 @@ from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
 from recipes.core.srl_utils import (
     augment_srl_split, build_srl_label_list, prepare_srl_features, validate_srl_split, word_tags_from_token_predictions,
 )
+from recipes.core.trainer_utils import load_folder_config
 
 TASK = "semantic-role-labeling"
 BOOKKEEPING_COLUMNS = ["word_ids", "example_index"]
@@ -37,9 +38,7 @@ def _label_list(raw: Any, data_args: SRLDataArguments, model_args: ModelArgument
     if "train" in raw:
         splits = [s for s in ("train", "validation") if s in raw and data_args.tags_column in raw[s].column_names]
         return build_srl_label_list([tags for s in splits for tags in raw[s][data_args.tags_column]]), "the data"
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    config = load_folder_config(model_args)
     return [config.id2label[i] for i in range(config.num_labels)], "the model's config"
 
 

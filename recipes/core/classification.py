@@ -14,6 +14,7 @@ from .driver import TaskRecipe, predicted_classes
 from .metrics import classification_metrics
 from .registry import DataColumn
 from .tasks import augment_split, tokenize_classification
+from .trainer_utils import load_folder_config
 
 __all__ = ["CLASSIFICATION_COLUMNS", "ClassificationRecipe", "label_names"]
 
@@ -45,9 +46,7 @@ class ClassificationRecipe(TaskRecipe):
             labels = build_label_list(raw["train"], data_args.label_column)
             names = label_names(data_args, labels)
         else:
-            from transformers import AutoConfig
-
-            config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+            config = load_folder_config(model_args)
             names = [config.id2label[i] for i in range(config.num_labels)]
             labels = [int(n) if n.isdigit() else n for n in names]
             model_config_labels = names

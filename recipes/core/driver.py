@@ -16,12 +16,12 @@ from typing import Any, Optional
 
 import numpy as np
 import transformers
-from transformers import Trainer
 
 from .args import ForgeTrainingArguments, ModelArguments, parse_args
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
 from .registry import TaskSpec
+from .safety import ForgeTrainer
 from .tasks import apply_overlong_policy, validate_for_task
 from .trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
@@ -44,7 +44,7 @@ class TaskRecipe:
     One instance lives for one run and keeps what the steps share (``raw``, label maps, ``features``).
     """
 
-    trainer_class: type = Trainer
+    trainer_class: type = ForgeTrainer  # transformers.Trainer that keeps its arguments as JSON, not a pickle
     training_args_class: type = ForgeTrainingArguments  # Seq2SeqTrainer needs Seq2SeqTrainingArguments
     encode_desc = "tokenising"  # progress label of the map step
     length_flag = "max_seq_length"  # the flag an over-long input is measured against

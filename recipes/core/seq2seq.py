@@ -13,11 +13,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer
+from transformers import DataCollatorForSeq2Seq
 
 from .args import ForgeSeq2SeqTrainingArguments
 from .driver import TaskRecipe, run_task
 from .metrics import decode_generated, seq2seq_metrics
+from .safety import ForgeSeq2SeqTrainer
 from .tasks import tokenize_seq2seq
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def configure_generation(model: Any, data_args: Any, training_args: Any) -> None
 class Seq2SeqRecipe(TaskRecipe):
     """Source text in, generated target out; the metric kind (BLEU or ROUGE) follows the spec's name."""
 
-    trainer_class = Seq2SeqTrainer
+    trainer_class = ForgeSeq2SeqTrainer
     training_args_class = ForgeSeq2SeqTrainingArguments
     length_flag = "max_source_length"
 

@@ -24,6 +24,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
+from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ __all__ = [
     "start_run",
     "last_complete_checkpoint",
     "load_tokenizer",
+    "load_folder_config",
     "load_model",
     "check_vocab_matches",
     "train",
@@ -111,8 +113,16 @@ def _hub_kwargs(model_args: Any) -> dict[str, Any]:
         "cache_dir": model_args.cache_dir,
         "revision": model_args.model_revision,
         "token": model_args.token,
-        "trust_remote_code": model_args.trust_remote_code,
+        # a folder's own Python files never run while Forge is installed (recipes.core.safety)
+        "trust_remote_code": remote_code_allowed(model_args.trust_remote_code),
     }
+
+
+def load_folder_config(model_args: Any) -> Any:
+    """The config of ``--model_name_or_path`` through the installed Forge classes (labels of a fine-tuned model)."""
+    import modeling  # noqa: F401  (registers ForgeConfig with AutoConfig before the folder is read)
+
+    return AutoConfig.from_pretrained(model_args.model_name_or_path, **_hub_kwargs(model_args))
 
 
 def load_tokenizer(model_args: Any) -> Any:
@@ -126,6 +136,7 @@ def load_tokenizer(model_args: Any) -> Any:
             "(--config_name forge-tiny), --tokenizer_name with a trained tokenizer folder "
             "(python -m tokenization.train ...)."
         )
+    check_tokenizer_folder(name)
     tokenizer = AutoTokenizer.from_pretrained(name, **_hub_kwargs(model_args))
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"The tokenizer from {name} is not a fast tokenizer; the recipes need offsets and word ids.")
@@ -145,9 +156,11 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
 
     overrides = {**model_args.config_kwargs(), **config_overrides}
     if model_args.model_name_or_path:
+        check_safetensors_weights(model_args.model_name_or_path)
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
         model = auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **_hub_kwargs(model_args)
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, use_safetensors=True,
+            **_hub_kwargs(model_args),
         )
     elif model_args.config_name:
         special = {
@@ -278,7 +291,7 @@ def finish_run(
     from publishing.cards import write_model_card
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
-    command = f"python -m {_recipe_module(task)} " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
+    command = f"python -m {_recipe_module(task)} " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     write_model_card(
         output_dir,
         model_name=output_dir.name,
