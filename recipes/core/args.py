@@ -25,6 +25,8 @@ from typing import Any, Optional
 
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 
+from .distributed import prepare_launch
+
 __all__ = [
     "ModelArguments",
     "DataArguments",
@@ -91,6 +93,14 @@ class ModelArguments:
         metadata={
             "help": "Allow code files from a model folder/repo to run (needed for Forge folders when the "
             "forge package is not installed). Only enable for sources you trust."
+        },
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={
+            "help": "Re-initialise weights of --model_name_or_path whose shape differs from the model being built "
+            "(e.g. a classifier with another number of labels, or a --config_overrides that changes d_model). "
+            "Without it such a mismatch is an error that names the weights."
         },
     )
     config_overrides: Optional[str] = field(
@@ -481,6 +491,7 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
     """
     if not dataclass_types:
         raise ValueError("parse_args needs at least one dataclass type.")
+    prepare_launch()  # before the TrainingArguments set up devices: CPU DDP under torchrun, no FSDP on CPU
     argv = list(sys.argv[1:] if args is None else args)
     parser = HfArgumentParser(dataclass_types)
     if len(argv) == 1 and argv[0].lower().endswith(CONFIG_FILE_SUFFIXES):

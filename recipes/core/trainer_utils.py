@@ -24,6 +24,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
+from .distributed import gathered_model
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ __all__ = [
     "load_tokenizer",
     "load_model",
     "check_vocab_matches",
+    "check_mismatched_weights",
     "train",
     "write_predictions",
     "prediction_splits",
@@ -146,9 +148,12 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     overrides = {**model_args.config_kwargs(), **config_overrides}
     if model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
-        model = auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **_hub_kwargs(model_args)
+        # Load with mismatches allowed, then decide: a silently re-initialised pretrained weight is a wrong result.
+        model, loading_info = auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
+            **_hub_kwargs(model_args),
         )
+        check_mismatched_weights(loading_info.get("mismatched_keys") or (), model_args)
     elif model_args.config_name:
         special = {
             "vocab_size": len(tokenizer),
@@ -166,6 +171,24 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
         )
     check_vocab_matches(model, tokenizer)
     return model
+
+
+def check_mismatched_weights(mismatched: Any, model_args: Any) -> None:
+    """Refuse pretrained weights whose shape differs from the model being built, unless
+    ``--ignore_mismatched_sizes`` asked for them to be re-initialised (as in transformers' example scripts)."""
+    mismatched = sorted(mismatched)
+    if not mismatched:
+        return
+    described = ", ".join(f"{name} {tuple(old)} -> {tuple(new)}" for name, old, new in mismatched[:8])
+    more = f" and {len(mismatched) - 8} more" if len(mismatched) > 8 else ""
+    if not getattr(model_args, "ignore_mismatched_sizes", False):
+        raise ValueError(
+            f"{len(mismatched)} weight(s) of {model_args.model_name_or_path} do not fit the model being built: "
+            f"{described}{more} (checkpoint shape -> model shape). This comes from a different number of labels or a "
+            "config override (--config_overrides, --config_name). Pass --ignore_mismatched_sizes to re-initialise "
+            "them (they are then trained from scratch), or drop the override."
+        )
+    logger.warning("Re-initialised %d mismatched weight(s) (--ignore_mismatched_sizes): %s%s", len(mismatched), described, more)
 
 
 def check_vocab_matches(model: Any, tokenizer: Any) -> None:
@@ -261,6 +284,8 @@ def finish_run(
     ``task`` is the pipeline task (text-classification, translation, summarization, question-answering,
     semantic-role-labeling); ``metrics`` are the measured evaluation results (``eval_*``) for the card.
     """
+    # Every process takes part in the FSDP / ZeRO-3 gather before the non-main ones leave.
+    final_model = gathered_model(trainer, trainer.model) if training_args.do_train else None
     if not trainer.is_world_process_zero():
         return
     from .export import save_hub_folder
@@ -268,7 +293,7 @@ def finish_run(
     output_dir = Path(training_args.output_dir)
     if training_args.do_train:
         save_hub_folder(
-            trainer.model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
+            final_model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
         )
     all_metrics = {**(train_metrics or {}), **metrics}
     trainer.save_metrics("all", all_metrics, combined=False)
