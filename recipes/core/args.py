@@ -120,6 +120,25 @@ class ModelArguments:
         default=None, metadata={"help": "Override the dropout before task heads (classification/QA/SRL)."}
     )
 
+    use_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "Fine-tune with PEFT LoRA: low-rank adapters on the attention and feed-forward projections, the "
+            "task head trained in full. The output folder holds the merged model; the adapter alone is in "
+            "<output_dir>/lora_adapter (PeftModel.from_pretrained(base, that folder))."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "--use_lora: rank of the adapters."})
+    lora_alpha: int = field(default=16, metadata={"help": "--use_lora: scaling numerator (the update is alpha/r x BA)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "--use_lora: dropout on the adapters' input."})
+    lora_target_modules: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "--use_lora: comma-separated projections to adapt, from qkv_proj, q_proj, kv_proj, out_proj, "
+            "fc1, fc2 (default: all of them, in every encoder and decoder layer)."
+        },
+    )
+
     def config_kwargs(self) -> dict[str, Any]:
         """Config keyword overrides collected from the dropout knobs and --config_overrides."""
         kwargs: dict[str, Any] = {}

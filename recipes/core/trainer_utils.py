@@ -170,6 +170,10 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
             "forge-tiny / forge-small, to train from scratch)."
         )
     check_vocab_matches(model, tokenizer)
+    if getattr(model_args, "use_lora", False):
+        from .lora import apply_lora
+
+        model = apply_lora(model, model_args)
     return model
 
 
@@ -262,6 +266,11 @@ def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
     hyper["lr_scheduler_type"] = str(hyper.get("lr_scheduler_type", ""))
     for key, value in model_args.config_kwargs().items():
         hyper[f"config.{key}"] = value
+    if getattr(model_args, "use_lora", False):
+        from .lora import DEFAULT_TARGET_NAMES
+
+        hyper.update({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha, "lora_dropout": model_args.lora_dropout,
+                      "lora_target_modules": model_args.lora_target_modules or ",".join(DEFAULT_TARGET_NAMES)})
     return hyper
 
 
@@ -289,8 +298,11 @@ def finish_run(
     if not trainer.is_world_process_zero():
         return
     from .export import save_hub_folder
+    from .lora import is_lora_model, save_adapter_and_merge
 
     output_dir = Path(training_args.output_dir)
+    if final_model is not None and is_lora_model(final_model):
+        final_model = save_adapter_and_merge(final_model, output_dir, model_args.model_name_or_path)
     if training_args.do_train:
         save_hub_folder(
             final_model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
