@@ -36,6 +36,7 @@ from modeling import ForgeConfig, ForgeForConditionalGeneration
 from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
 from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
+from recipes.core.distributed import gathered_model
 from recipes.core.safety import (
     ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
 )
@@ -275,27 +276,6 @@ def prepare_datasets(
     return train, evaluation
 
 
-def gathered_model(trainer: ForgeTrainer, model: ForgeForConditionalGeneration) -> Optional[ForgeForConditionalGeneration]:
-    """The trained model with full, unsharded weights on the main process (None on the others).
-
-    Under DDP (or one process) that is ``model`` itself. FSDP and DeepSpeed ZeRO-3 shard the
-    parameters, so the full state dict is gathered (a collective: every process must call this)
-    and loaded into a fresh CPU copy that ``save_hub_folder`` can write as plain safetensors.
-    """
-    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
-        return model
-    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    if not trainer.is_world_process_zero():
-        return None
-    full = ForgeForConditionalGeneration(model.config)
-    missing, unexpected = full.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in full._tied_weights_keys]
-    if missing or unexpected:
-        raise RuntimeError(f"Gathered state dict does not match the model: missing {missing}, unexpected {unexpected}")
-    full.tie_weights()
-    return full
-
-
 def perplexity(loss: float) -> float:
     """exp(loss), inf on overflow. On span-corruption targets (sentinels, masked tokens, </s>)."""
     try:
@@ -304,23 +284,8 @@ def perplexity(loss: float) -> float:
         return float("inf")
 
 
-def _multi_cpu_if_needed() -> None:
-    """Under torchrun on a machine without an accelerator, make transformers use gloo DDP.
-
-    Without ``use_cpu`` transformers 5 sees no distributed setup on CPU, and every rank trains
-    alone on the full data (and all of them write the output folder). ``ACCELERATE_USE_CPU`` is the
-    environment form of ``--use_cpu``; it is read when the TrainingArguments set up devices.
-    """
-    import torch
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
-        if os.environ.setdefault("ACCELERATE_USE_CPU", "true").lower() in ("1", "true", "yes"):
-            logger.info("Multi-process run without an accelerator: using CPU DDP (gloo).")
-
-
 def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Run pretraining; returns the final metrics. ``callbacks`` are added to the Trainer's."""
-    _multi_cpu_if_needed()
     model_args, data_args, training_args = parse_args(
         PretrainModelArguments, PretrainDataArguments, PretrainingArguments, args=argv
     )
