@@ -17,6 +17,7 @@ path whose keys are the flag names (without dashes).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -487,7 +488,28 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
         path = Path(argv[0])
         if not path.is_file():
             raise ValueError(f"Config file {path} does not exist.")
-        if path.suffix.lower() == ".json":
-            return tuple(parser.parse_json_file(str(path.resolve())))
-        return tuple(parser.parse_yaml_file(str(path.resolve())))
+        return tuple(parser.parse_dict(_read_config_file(path, dataclass_types)))
     return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+
+
+def _read_config_file(path: Path, dataclass_types: Sequence[type]) -> dict[str, Any]:
+    """The keys of a JSON/YAML config file, with numbers written as strings converted by field type.
+
+    PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; HfArgumentParser.parse_dict passes
+    values through unconverted, so without this the run would crash inside the optimizer.
+    """
+    from .guards import coerce_config_values
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (PermissionError, IsADirectoryError) as err:
+        raise ValueError(f"Config file {path} cannot be read ({err.strerror}): check its permissions.") from None
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"Config file {path} must hold a mapping of flag names to values, got {type(data).__name__}.")
+    return coerce_config_values(dataclass_types, data, str(path))

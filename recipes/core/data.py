@@ -255,6 +255,10 @@ def load_raw_datasets(
             "--test_file with local .jsonl/.json/.csv/.tsv/.parquet/.txt files."
         )
 
+    if not streaming:  # datasets writes Arrow files to its cache; its error for a read-only one blames the data
+        from .guards import check_datasets_cache_writable
+
+        check_datasets_cache_writable(cache_dir)
     sources: dict[str, SplitSource] = {}
     if dataset_name:
         try:
