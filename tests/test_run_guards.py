@@ -325,3 +325,17 @@ def test_prediction_only_run_needs_no_valid_labels(tmp_path, tokenizer_dir, capl
     predictions = [json.loads(line) for line in (out / "predict_predictions.jsonl").read_text().splitlines()]
     assert [p["text"] for p in predictions] == [r["text"] for r in rows]
     assert {p["prediction"] for p in predictions} <= {"negative", "positive"}
+
+
+def test_cache_write_failure_during_loading_is_named_not_the_data(tmp_path, monkeypatch):
+    """The cache passes the start-up probe, then fills up while datasets writes its Arrow files."""
+    import datasets
+
+    cache = tmp_path / "cache"
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(cache / "json" / "data.arrow"))
+
+    monkeypatch.setattr(datasets, "load_dataset", disk_full)
+    data_args = SentimentDataArguments(train_file=str(SAMPLE_DIR / "sentiment" / "train.jsonl"))
+    with pytest.raises(guards.OutputDirNotWritableError, match=r"Writing the datasets cache .*No space left"):
+        load_raw_datasets(data_args, cache_dir=str(cache))

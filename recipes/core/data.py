@@ -300,6 +300,9 @@ def load_raw_datasets(
                 builder, data_files=data_files, cache_dir=cache_dir, streaming=streaming, **kwargs
             )
         except Exception as err:  # Arrow/pandas errors for ragged or inconsistent files
+            from .guards import raise_if_cache_write_failure
+
+            raise_if_cache_write_failure(err, cache_dir)  # a full or read-only cache is not a data problem
             raise DataValidationError(
                 f"Could not read {sorted(data_files.values())} as {builder}: {err}. Check that every row has "
                 "the same fields with the same types (nested lists/objects included)."

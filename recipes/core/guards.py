@@ -69,6 +69,7 @@ __all__ = [
     "check_training_targets",
     "check_input_files",
     "check_datasets_cache_writable",
+    "raise_if_cache_write_failure",
     "prepare_output_dir",
     "acquire_run_lock",
     "release_run_lock",
@@ -226,7 +227,8 @@ def _targets_of(task: str, ds: Any, data_args: Any) -> tuple[Optional[Iterable[A
     if task == "qa" and data_args.answer_column in columns:
         return (None if not (a or {}).get("text") else "answer" for a in ds[data_args.answer_column]), "--answer_column"
     if task == "srl" and data_args.tags_column in columns:
-        return (None if all(t == "O" for t in (tags or [])) else "tags" for tags in ds[data_args.tags_column]), "--tags_column"
+        tags_per_row = ds[data_args.tags_column]
+        return (None if all(t == "O" for t in (tags or [])) else "tags" for tags in tags_per_row), "--tags_column"
     return None, ""
 
 
@@ -249,9 +251,10 @@ def check_training_targets(task: str, raw: Mapping[str, Any], data_args: Any) ->
             f"Every training target in {origin} is empty ({flag}, {len(ds)} rows): the model would learn to "
             "output nothing. Check the column/language flags and the data."
         )
-    if empty:
+    if empty and task in ("summarization", "translation"):  # (unanswerable QA questions are normal: SQuAD v2)
         logger.warning(
-            "%d of %d training targets (%s) are empty, e.g. %s.", len(empty), len(ds), flag, locate(raw, "train", empty[0])
+            "%d of %d training targets (%s) are empty, e.g. %s.",
+            len(empty), len(ds), flag, locate(raw, "train", empty[0]),
         )
 
 
@@ -277,7 +280,9 @@ def _check_readable(path: Path, flag: str, want: str) -> None:
         raise InputFileError(f"{flag} {path} is a file, but a model/tokenizer folder is expected. Pass its folder.")
     targets = [path] if path.is_file() else [p for p in path.iterdir() if p.is_file()]
     if path.is_dir() and not os.access(path, os.R_OK | os.X_OK):
-        raise InputFileError(f"{flag} {path}: permission denied (cannot list the folder). Fix with `chmod a+rx {path}`.")
+        raise InputFileError(
+            f"{flag} {path}: permission denied (cannot list the folder). Fix with `chmod a+rx {path}`."
+        )
     for target in targets:
         try:
             with open(target, "rb") as handle:
@@ -339,6 +344,27 @@ def check_datasets_cache_writable(cache_dir: Optional[str] = None) -> None:
             f"be fine. Point {source} to a writable folder (e.g. `export HF_DATASETS_CACHE=/tmp/hf-datasets` or "
             "--cache_dir), or make that folder writable."
         ) from None
+
+
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+
+
+def raise_if_cache_write_failure(err: BaseException, cache_dir: Optional[str] = None) -> None:
+    """Re-raise a failure to write the datasets cache (found anywhere in ``err``'s chain) as the cache
+    problem it is, instead of the data problem the loader's message suggests. Returns otherwise."""
+    import datasets
+
+    folder = str(Path(cache_dir or datasets.config.HF_DATASETS_CACHE).resolve())
+    seen: BaseException | None = err
+    while seen is not None:
+        name = getattr(seen, "filename", None)
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS and name and str(name).startswith(folder):
+            source = "--cache_dir" if cache_dir else "HF_DATASETS_CACHE"
+            raise OutputDirNotWritableError(
+                seen.errno, f"Writing the datasets cache {folder} ({source}) failed ({seen.strerror}: {name}); the "
+                f"data itself may be fine. Free space there, or point {source} to a writable folder."
+            ) from err
+        seen = seen.__cause__ or seen.__context__
 
 
 def prepare_output_dir(output_dir: Any) -> Path:
@@ -566,7 +592,9 @@ def finish_from_checkpoint(trainer: Any, checkpoint: str) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 # Final save: never lose a finished run
 # --------------------------------------------------------------------------------------------
-def save_or_rescue(save: Callable[..., Any], model: Any, tokenizer: Any, output_dir: str | os.PathLike, **kwargs: Any) -> None:
+def save_or_rescue(
+    save: Callable[..., Any], model: Any, tokenizer: Any, output_dir: str | os.PathLike, **kwargs: Any
+) -> None:
     """``save(model, tokenizer, output_dir, **kwargs)``; when that fails with an OSError (disk full,
     read-only), save the same folder under a rescue path and raise :class:`FinalSaveError` naming it."""
     try:
@@ -579,7 +607,7 @@ def save_or_rescue(save: Callable[..., Any], model: Any, tokenizer: Any, output_
     for base in (tempfile.gettempdir(), Path.home(), Path.cwd()):
         try:
             target = Path(tempfile.mkdtemp(prefix=f"forge-rescued-{name}-", dir=base))
-            save(model, tokenizer, target, **{**kwargs, "overwrite": True} if "overwrite" in kwargs else kwargs)
+            save(model, tokenizer, target, **kwargs)
             kept = target
             break
         except OSError:
