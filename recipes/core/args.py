@@ -425,8 +425,10 @@ _RUN_HELP = {
     "max_train_minutes": "Wall-clock training budget in minutes: training stops at the first step past it, then "
     "the final evaluation and save run as usual (the stated budget of a measured run).",
     "overwrite_output_dir": (
-        "Allow writing into an --output_dir that already holds a finished model. Without it the recipe "
-        "refuses, so nothing a user had is silently lost. (transformers 5 removed its own flag.)"
+        "Allow writing into an --output_dir that already holds a finished model, and start a fresh run there "
+        "instead of resuming its checkpoints. Without it the recipe refuses to replace a model, and resumes "
+        "only a checkpoint written with the same run-defining flags, so nothing a user had is silently lost. "
+        "(transformers 5 removed its own flag.)"
     ),
     "early_stopping_patience": (
         "Stop when the task metric (--metric_for_best_model) has not improved for this many "
