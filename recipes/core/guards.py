@@ -495,14 +495,17 @@ def _sha256(path: str) -> Optional[str]:
 def run_record(*arg_objects: Any, world_size: int = 1) -> dict[str, Any]:
     """The run-defining arguments of ``arg_objects`` (the parsed dataclasses), as JSON-ready values.
 
-    Secrets are never included; the training file is recorded by content (``train_file.sha256``).
+    Secrets (by flag name, :func:`recipes.core.safety.is_secret_name`) are never included; the training
+    file is recorded by content (``train_file.sha256``).
     """
+    from .safety import is_secret_name
+
     record: dict[str, Any] = {"world_size": world_size}
     for obj in arg_objects:
         if obj is None:
             continue
         for f in dataclasses.fields(obj):
-            if not f.init or f.name in MAY_CHANGE_ON_RESUME or f.name in _SECRET_FIELDS:
+            if not f.init or f.name in MAY_CHANGE_ON_RESUME or f.name in _SECRET_FIELDS or is_secret_name(f.name):
                 continue
             value = getattr(obj, f.name, None)
             if f.name in _HASHED_FILE_FIELDS:
