@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
 
 import pytest
 import torch
@@ -342,3 +344,31 @@ def test_speed_bench_runs_a_hybrid_mixer(tmp_path, capsys):
                                      "conv_kernel_size": 7, "recurrent_cell": "gru"}
     assert out["training"]["forge"]["tokens_per_s"] > 0 and out["generate_beam4"]["forge"]["new_tokens_per_s"] > 0
     assert "encoder conv,attention / decoder recurrent" in out["table"]
+
+
+def test_mixers_compare_script_records_a_run_and_resumes(tmp_path):
+    """bench/mixers_compare.sh (the README's mixer comparison) in its smoke mode: one run is recorded with its
+    scores, mixers and parameter count; rerunning skips it; the table script renders the record."""
+    from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
+
+    train_small_tokenizer().save_pretrained(tmp_path / "tok")
+    results = tmp_path / "mixers.jsonl"
+    env = {**os.environ, "SMOKE": "1", "TOK": str(tmp_path / "tok"), "DATA": str(SAMPLE_DIR), "RESULTS": str(results),
+           "RUNS": str(tmp_path / "runs"), "ONLY": "sentiment-hybrid", "JOBS": "1", "OMP_NUM_THREADS": "1"}
+    script = str(REPO_ROOT / "bench" / "mixers_compare.sh")
+    first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout + first.stderr
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [(r["run"], r["rc"]) for r in rows] == [("sentiment-hybrid", 0)], (tmp_path / "runs" / "logs.txt").read_text()
+    assert rows[0]["config"]["encoder_mixer"] == ["conv", "attention"] and rows[0]["params"] > 0
+    assert 0 <= rows[0]["eval_accuracy"] <= 100
+    again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "skip sentiment-hybrid" in again.stdout
+    assert len(results.read_text().splitlines()) == 1
+
+    spec = importlib.util.spec_from_file_location("mixers_table", REPO_ROOT / "bench" / "mixers_table.py")
+    mixers_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mixers_table)
+    table = mixers_table.main([str(results)])
+    assert "| hybrid (encoder conv/attention; decoder conv/attention) |" in table
+    assert f"{rows[0]['eval_accuracy']:.1f} / {rows[0]['eval_macro_f1']:.1f}" in table and "not run" in table
