@@ -311,14 +311,14 @@ class ForgeEncoderLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: ForgeConfig, layer_idx: int):
         super().__init__()
-        kind = config.layer_mixers("encoder")[layer_idx]
+        heads, kind = config.encoder_attention_heads, config.layer_mixers("encoder")[layer_idx]
         self.mixer: nn.Module | None = None
         if kind == "attention":
             self.self_attn_norm = make_norm(config)
-            self.self_attn = ForgeAttention(config, config.encoder_attention_heads, is_causal=False, layer_idx=layer_idx)
+            self.self_attn = ForgeAttention(config, heads, is_causal=False, layer_idx=layer_idx)
         else:
             self.mixer_norm = make_norm(config)
-            self.mixer = build_mixer(config, kind, config.encoder_attention_heads, causal=False, layer_idx=layer_idx)
+            self.mixer = build_mixer(config, kind, heads, causal=False, layer_idx=layer_idx)
         self.ffn_norm = make_norm(config)
         self.ffn = ForgeFeedForward(config, config.encoder_ffn_dim)
         self.dropout = config.dropout
@@ -334,7 +334,9 @@ class ForgeEncoderLayer(GradientCheckpointingLayer):
             attn_out = self.mixer(self.mixer_norm(hidden_states), padding_mask=padding_mask)
         else:
             attn_out, _ = self.self_attn(
-                self.self_attn_norm(hidden_states), attention_mask=attention_mask, position_embeddings=position_embeddings
+                self.self_attn_norm(hidden_states),
+                attention_mask=attention_mask,
+                position_embeddings=position_embeddings,
             )
         hidden_states = hidden_states + F.dropout(attn_out, p=self.dropout, training=self.training)
         ffn_out = self.ffn(self.ffn_norm(hidden_states))

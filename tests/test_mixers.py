@@ -287,7 +287,8 @@ def test_mixer_layers_hold_only_their_own_weights():
             "model.encoder.layers.0.mixer_norm.weight", "model.decoder.layers.0.mixer.rnn.weight_hh_l0",
             "model.decoder.layers.0.encoder_attn.kv_proj.weight",  # cross-attention stays
             "model.encoder.layers.1.self_attn.qkv_proj.weight"} <= names
-    assert not any(n.startswith(("model.encoder.layers.0.self_attn", "model.decoder.layers.0.self_attn.")) for n in names)
+    assert not any(n.startswith(("model.encoder.layers.0.self_attn", "model.decoder.layers.0.self_attn."))
+                   for n in names)
     assert "model.encoder.layers.0.mixer.rnn.weight_hh_l0_reverse" not in names  # layer 0 of the encoder is conv
     gru = set(mixer_model("gru").state_dict())
     assert "model.encoder.layers.0.mixer.rnn.weight_hh_l0_reverse" in gru  # bidirectional in the encoder
@@ -317,7 +318,8 @@ def test_remote_code_folder_with_mixers_loads_where_the_package_is_not_importabl
 def test_recipes_take_a_mixer_list_from_config_overrides():
     from recipes.core.args import ModelArguments
 
-    args = ModelArguments(config_overrides="d_model=64,encoder_mixer=[conv,conv,attention,attention],decoder_mixer=recurrent")
+    overrides = "d_model=64,encoder_mixer=[conv,conv,attention,attention],decoder_mixer=recurrent"
+    args = ModelArguments(config_overrides=overrides)
     assert args.config_kwargs() == {"d_model": 64, "encoder_mixer": ["conv", "conv", "attention", "attention"],
                                     "decoder_mixer": "recurrent"}
     config = ForgeConfig.from_pretrained("forge-small", **args.config_kwargs())
@@ -360,7 +362,8 @@ def test_mixers_compare_script_records_a_run_and_resumes(tmp_path):
     first = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout + first.stderr
     rows = [json.loads(line) for line in results.read_text().splitlines()]
-    assert [(r["run"], r["rc"]) for r in rows] == [("sentiment-hybrid", 0)], (tmp_path / "runs" / "logs.txt").read_text()
+    log = (tmp_path / "runs" / "logs.txt").read_text()
+    assert [(r["run"], r["rc"]) for r in rows] == [("sentiment-hybrid", 0)], log
     assert rows[0]["config"]["encoder_mixer"] == ["conv", "attention"] and rows[0]["params"] > 0
     assert 0 <= rows[0]["eval_accuracy"] <= 100
     again = subprocess.run(["bash", script], env=env, capture_output=True, text=True, timeout=300)
