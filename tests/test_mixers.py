@@ -376,3 +376,17 @@ def test_mixers_compare_script_records_a_run_and_resumes(tmp_path):
     table = mixers_table.main([str(results)])
     assert "| hybrid (encoder conv/attention; decoder conv/attention) |" in table
     assert f"{rows[0]['eval_accuracy']:.1f} / {rows[0]['eval_macro_f1']:.1f}" in table and "not run" in table
+
+
+def test_lora_adapts_the_mixer_projections():
+    """--use_lora's default targets reach the conv mixer's projections (not only attention's)."""
+    from peft import LoraConfig, get_peft_model
+
+    from recipes.core.lora import target_modules_pattern
+
+    model = get_peft_model(mixer_model("hybrid"), LoraConfig(r=2, target_modules=target_modules_pattern(None),
+                                                             task_type="SEQ_2_SEQ_LM"))
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for part in ("encoder.layers.0.mixer.in_proj.lora_A", "encoder.layers.0.mixer.out_proj.lora_B",
+                 "decoder.layers.0.mixer.out_proj.lora_A", "encoder.layers.1.self_attn.qkv_proj.lora_A"):
+        assert any(part in n for n in names), part

@@ -136,7 +136,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "--use_lora: comma-separated projections to adapt, from qkv_proj, q_proj, kv_proj, out_proj, "
-            "fc1, fc2 (default: all of them, in every encoder and decoder layer)."
+            "fc1, fc2, in_proj (conv mixers) (default: all of them, in every encoder and decoder layer)."
         },
     )
 
