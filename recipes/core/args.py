@@ -108,7 +108,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Comma-separated config overrides applied when building the config, e.g. "
-            "'d_model=64,encoder_layers=2'. Values are parsed as int/float/bool when possible."
+            "'d_model=64,encoder_layers=2' or 'encoder_mixer=conv'. Values are parsed as int/float/bool when "
+            "possible; a list is written in brackets: 'encoder_mixer=[conv,conv,attention,attention]'."
         },
     )
     dropout: Optional[float] = field(
@@ -136,7 +137,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "--use_lora: comma-separated projections to adapt, from qkv_proj, q_proj, kv_proj, out_proj, "
-            "fc1, fc2 (default: all of them, in every encoder and decoder layer)."
+            "fc1, fc2, in_proj (conv mixers) (default: all of them, in every encoder and decoder layer)."
         },
     )
 
@@ -150,7 +151,7 @@ class ModelArguments:
                     raise ValueError(f"--{name} must be in [0, 1), got {value}.")
                 kwargs[name] = value
         if self.config_overrides:
-            for item in self.config_overrides.split(","):
+            for item in _split_overrides(self.config_overrides):
                 if not item.strip():
                     continue
                 if "=" not in item:
@@ -163,8 +164,26 @@ class ModelArguments:
         return kwargs
 
 
+def _split_overrides(text: str) -> list[str]:
+    """Split 'a=1,b=[x,y]' at the commas outside brackets: ['a=1', 'b=[x,y]']."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    if depth != 0:
+        raise ValueError(f"--config_overrides {text!r} has unbalanced brackets; write lists as 'key=[a,b,c]'.")
+    return items + [current]
+
+
 def _parse_scalar(raw: str) -> Any:
-    """Turn '3' -> 3, '0.1' -> 0.1, 'true' -> True, 'none' -> None; anything else stays a string."""
+    """Turn '3' -> 3, '0.1' -> 0.1, 'true' -> True, 'none' -> None, '[a,b]' -> ['a', 'b']; anything else stays a
+    string."""
+    if raw.startswith("[") and raw.endswith("]"):
+        return [_parse_scalar(part.strip()) for part in raw[1:-1].split(",") if part.strip()]
     lowered = raw.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
