@@ -49,6 +49,7 @@ class QARecipe(TaskRecipe):
     encode_desc = "windowing"
 
     def prepare(self) -> dict[str, Any]:
+        self.drop_unusable_labels(self.data_args.answer_column, lambda v: isinstance(v, dict), "answer_column")
         self.version_2 = self.data_args.version_2_with_negative
         if self.version_2 is None:  # detect unanswerable questions in the data
             self.version_2 = any(

@@ -49,6 +49,7 @@ class SRLRecipe(TaskRecipe):
         raw, data_args = self.raw, self.data_args
         labels, source = _label_list(raw, data_args, self.model_args)
         label2id = {label: i for i, label in enumerate(labels)}
+        self.drop_unusable_labels(data_args.tags_column, lambda tags: all(t in label2id for t in tags), "tags_column")
         for split in raw:
             if data_args.tags_column in raw[split].column_names:
                 problems = first_problem_rows(

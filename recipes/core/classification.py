@@ -13,7 +13,7 @@ from .data import DataValidationError, build_label_list, check_labels
 from .driver import TaskRecipe, predicted_classes
 from .metrics import classification_metrics
 from .registry import DataColumn
-from .tasks import augment_split, tokenize_classification
+from .tasks import _as_label, augment_split, tokenize_classification
 from .trainer_utils import load_folder_config
 
 __all__ = ["CLASSIFICATION_COLUMNS", "ClassificationRecipe", "label_names"]
@@ -50,6 +50,7 @@ class ClassificationRecipe(TaskRecipe):
             names = [config.id2label[i] for i in range(config.num_labels)]
             labels = [int(n) if n.isdigit() else n for n in names]
             model_config_labels = names
+        self.drop_unusable_labels(data_args.label_column, lambda v: _as_label(v) in labels, "label_column")
         for split in ("validation", "test"):
             if split in raw and data_args.label_column in raw[split].column_names:
                 check_labels(raw, split, data_args.label_column, labels,

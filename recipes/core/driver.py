@@ -60,6 +60,13 @@ class TaskRecipe:
         """Inspect ``self.raw`` (label set, ...) and return config overrides for the model (num_labels, ...)."""
         return {}
 
+    def drop_unusable_labels(self, column: str, is_valid: Any, flag: str) -> None:
+        """Without training, predict a test split whose labels are missing or unknown without scoring it."""
+        if not self.training_args.do_train:
+            from .guards import drop_unusable_prediction_labels
+
+            drop_unusable_prediction_labels(self.raw, column, is_valid, flag)
+
     def setup_model(self, model: Any, tokenizer: Any) -> None:
         """Adjust the loaded model (generation settings, task tokens)."""
 
@@ -107,7 +114,7 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
     model_args, data_args, training_args = parse_args(
         ModelArguments, spec.data_args_class, spec.recipe.training_args_class, args=argv
     )
-    resume = start_run(training_args)
+    resume = start_run(training_args, model_args, data_args)
     recipe: TaskRecipe = spec.recipe(spec, model_args, data_args, training_args)
 
     raw = recipe.raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)

@@ -65,6 +65,13 @@ class Seq2SeqRecipe(TaskRecipe):
         """Raw columns copied into the predictions file in front of source and prediction."""
         return []
 
+    def prepare(self) -> dict[str, Any]:
+        data_args = self.data_args  # predictions need no references: missing ones are not scored
+        target = getattr(data_args, "summary_column", None) or getattr(data_args, "target_lang")
+        flag = "summary_column" if hasattr(data_args, "summary_column") else "target_lang"
+        self.drop_unusable_labels(target, lambda v: isinstance(v, str), flag)
+        return {}
+
     def setup_model(self, model: Any, tokenizer: Any) -> None:
         configure_generation(model, self.data_args, self.training_args)
 
