@@ -14,7 +14,9 @@ import logging
 import time
 from typing import Any, Optional
 
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
+
+from privacy.dp import trainer_class
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
@@ -93,7 +95,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         features[split] = apply_overlong_policy(mapped, raw, split, data_args.overlong_policy, "max_seq_length", data_args.max_seq_length)
 
-    trainer = Trainer(
+    trainer = trainer_class(training_args, TASK)(
         model=model,
         args=training_args,
         train_dataset=features.get("train") if training_args.do_train else None,

@@ -25,6 +25,8 @@ from typing import Any, Optional
 
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 
+from privacy.dp import DPArguments
+
 __all__ = [
     "ModelArguments",
     "DataArguments",
@@ -455,8 +457,8 @@ class ForgeRunArguments:
 
 
 @dataclass
-class ForgeTrainingArguments(ForgeRunArguments, TrainingArguments):
-    """transformers' TrainingArguments plus :class:`ForgeRunArguments`."""
+class ForgeTrainingArguments(ForgeRunArguments, DPArguments, TrainingArguments):
+    """transformers' TrainingArguments plus :class:`ForgeRunArguments` and the DP-SGD flags (``privacy.dp``)."""
 
 
 @dataclass
