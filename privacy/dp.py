@@ -108,6 +108,12 @@ def trainer_class(training_args: Any, task: str, num_examples: Optional[int] = N
 
 def check_dp_config(args: Any, model: torch.nn.Module) -> None:
     """Raise :class:`DPConfigError` for every setting under which DP-SGD would not hold or not run correctly."""
+    try:
+        import opacus  # noqa: F401
+    except ImportError as error:
+        raise DPConfigError(
+            "--dp_epsilon needs Opacus: pip install 'forge-transformer[privacy]' (or pip install opacus)."
+        ) from error
     problems = []
     if args.dp_epsilon is None or not args.dp_epsilon > 0:
         problems.append(f"--dp_epsilon must be > 0, got {args.dp_epsilon}")

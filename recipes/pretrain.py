@@ -30,6 +30,8 @@ from typing import Any, Optional
 import datasets
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer
 
+from privacy.dp import trainer_class
+
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
 from modeling import ForgeConfig, ForgeForConditionalGeneration
@@ -104,6 +106,13 @@ class PretrainDataArguments(DataArguments):
     mean_noise_span_length: float = field(default=3.0, metadata={"help": "Mean masked span length (T5: 3)."})
     shuffle_buffer_size: int = field(
         default=10_000, metadata={"help": "--streaming only: documents held in the shuffle buffer."}
+    )
+    scrub_pii: bool = field(
+        default=False,
+        metadata={"help": "Replace e-mail addresses, phone numbers, URLs, card and ID numbers in every split with "
+                  "placeholders such as <EMAIL> before the tokenizer and the model see the text (privacy.pii; pip "
+                  "install 'forge-transformer[privacy]'). Counts by type go to <output_dir>/pii_report.json and the "
+                  "model card. Not with --streaming (scrub the files first: python -m privacy.pii)."},
     )
 
     def __post_init__(self) -> None:
@@ -313,6 +322,14 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
     raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir, seed=training_args.seed, token=model_args.token)
     raw = select_samples(raw, data_args)
+    pii_reports = None
+    if data_args.scrub_pii:
+        from privacy.pii import save_reports, scrub_splits
+
+        with training_args.main_process_first(desc="scrubbing PII"):
+            raw, pii_reports = scrub_splits(raw, data_args.text_column, data_args.preprocessing_num_workers)
+        if training_args.process_index == 0:
+            save_reports(pii_reports, training_args.output_dir)
     tokenizer = load_or_train_tokenizer(model_args, data_args, training_args, raw["train"], resume)
     model = build_model(model_args, data_args, tokenizer)
     embedding_stats = None
@@ -335,7 +352,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(
         callbacks or []
     )
-    trainer = Trainer(
+    trainer = trainer_class(training_args, "pretraining")(  # refuses --dp_epsilon (see privacy.dp)
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
     )
@@ -366,12 +383,12 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         # overwrite=True: start_run already refused a finished folder unless --overwrite_output_dir
         save_hub_folder(final, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
         _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
-                    started, argv)
+                    started, argv, pii_reports=pii_reports)
     return metrics
 
 
 def _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
-                started, argv) -> None:
+                started, argv, pii_reports=None) -> None:
     """Model card: data, steps, budget, final validation loss / perplexity, command."""
     out = Path(training_args.output_dir)
     world = training_args.world_size
@@ -406,11 +423,14 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
     card_metrics = {k: v for k, v in metrics.items() if k in ("eval_loss", "eval_perplexity")}
     command = "python -m recipes.pretrain " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     curve = out / LOSS_CURVE_NAME
+    from privacy.pii import card_section as pii_card_section
+
     write_model_card(
         out, model_name=out.name, task="pretraining", metrics=card_metrics,
         datasets=data_args.dataset_name, dataset_name=data_name, dataset_split="validation",
         language=None, hyperparameters=hyper, training_budget=budget, command=command,
         loss_curve=curve if curve.is_file() else None,
+        extra_sections=[pii_card_section(pii_reports)] if pii_reports else None,
         summary=("A Forge encoder-decoder pretrained from scratch with T5-style span corruption. The validation "
                  "loss and perplexity are measured on span-corruption targets (sentinels, masked spans, </s>) of "
                  "the packed validation blocks with fixed noise masks."),
