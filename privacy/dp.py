@@ -130,7 +130,7 @@ def check_dp_config(args: Any, model: torch.nn.Module) -> None:
         )
     if args.world_size > 1 or args.n_gpu > 1:
         problems.append("more than one process or GPU is not supported: run on one device (CUDA_VISIBLE_DEVICES=0)")
-    if args.fsdp or getattr(args, "fsdp_config", None) and args.fsdp_config.get("fsdp_version") or args.deepspeed:
+    if args.fsdp or args.deepspeed:
         problems.append("FSDP and DeepSpeed are not supported: Opacus needs the whole model's per-example gradients")
     if args.fp16 or args.bf16:
         problems.append("--fp16 / --bf16 are not supported (per-example gradients and clipping are checked in fp32 only)")

@@ -62,6 +62,18 @@ def test_sentiment_dp_run_reports_spent_epsilon_in_metrics_card_and_checkpoint(t
     assert not any("grad_norm" in entry for entry in state["log_history"])
     AutoModelForSequenceClassification.from_pretrained(out)
 
+    # resuming from checkpoint-2 continues the ledger: 2 restored + 2 new steps, the same spent epsilon
+    resumed = tmp_path / "resumed"
+    sentiment.main(
+        COMMON + _files("sentiment") + [
+            "--tokenizer_name", tokenizer_dir, "--output_dir", str(resumed), "--max_steps", "4", "--save_steps", "2",
+            "--dp_epsilon", "3", "--dp_max_grad_norm", "0.5", "--resume_from_checkpoint", str(out / "checkpoint-2"),
+        ]
+    )
+    again = json.loads((resumed / "all_results.json").read_text())
+    assert again["train_dp_steps"] == 4
+    assert again["train_dp_epsilon"] == pytest.approx(results["train_dp_epsilon"], rel=1e-6)
+
 
 def _dp_trainer(tmp_path, tokenizer, model, dataset, **overrides):
     args = ForgeTrainingArguments(
