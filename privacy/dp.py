@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -97,7 +98,7 @@ def trainer_class(training_args: Any, task: str, num_examples: Optional[int] = N
             f"--dp_epsilon: differentially private training is not supported for {task}: {reason}. "
             f"Supported: {', '.join(SUPPORTED_TASKS)}. Drop --dp_epsilon to train without privacy."
         )
-    if num_examples is not None and num_rows is not None and num_rows != num_examples:
+    if num_examples is not None and num_rows is not None and num_rows > num_examples:
         raise DPConfigError(
             f"--dp_epsilon: the {num_examples} training examples became {num_rows} feature rows (long contexts are "
             "split into windows), so DP-SGD would protect windows, not examples. Raise --max_seq_length (or shorten "
@@ -168,6 +169,19 @@ def unsupported_modules(model: torch.nn.Module) -> list[str]:
             )
             problems.append(f"module {name or '<model>'} ({type(module).__name__}) has no per-example gradient rule in Opacus{hint}")
     return problems
+
+
+def secret_generator(device: torch.device) -> torch.Generator:
+    """A generator seeded from the operating system's entropy, not from ``--seed``.
+
+    The guarantee assumes the noise and the batch draws are unknown: with the published ``--seed`` (it is in the
+    model card) someone could replay training with and without a record and compare. So DP runs are not
+    reproducible from ``--seed``, which still fixes the initialisation. (Opacus' ``secure_mode`` would also need
+    a cryptographic generator, torchcsprng, which is not used.)
+    """
+    generator = torch.Generator(device=device)
+    generator.manual_seed(secrets.randbits(63))
+    return generator
 
 
 class _EmptyBatchCollator:
@@ -256,8 +270,9 @@ class DPTrainer(Trainer):
             raise DPConfigError(f"--per_device_train_batch_size {batch} must be smaller than the {rows} training rows "
                                 "for Poisson sampling; lower it.")
         self._num_rows, self._sample_rate = rows, batch / rows
-        generator = torch.Generator().manual_seed(self.args.seed)
-        sampler = UniformWithReplacementSampler(num_samples=rows, sample_rate=self._sample_rate, generator=generator)
+        sampler = UniformWithReplacementSampler(
+            num_samples=rows, sample_rate=self._sample_rate, generator=secret_generator(torch.device("cpu"))
+        )
         template = {k: v[:0] for k, v in self.data_collator([dataset[0]]).items()}
         # Not passed through accelerator.prepare: one process only (checked), and accelerate's batch-sampler
         # wrapper assumes fixed-size batches. The Trainer moves each batch to the device itself.
@@ -292,6 +307,7 @@ class DPTrainer(Trainer):
         self.optimizer = _dp_optimizer_class()(
             optimizer, noise_multiplier=noise, max_grad_norm=self.args.dp_max_grad_norm,
             expected_batch_size=self._train_batch_size, loss_reduction="mean",
+            generator=secret_generator(self.args.device),
         )
         self._accountant = create_accountant(self.args.dp_accountant)
         self._restore_ledger()

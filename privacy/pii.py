@@ -174,8 +174,9 @@ class PiiScrubber:
         )
         spans = []
         for r in results:
-            start, end = origin[r.start], origin[r.end - 1] + 1
-            spans.append((ENTITY_TYPES[r.entity_type], start, end, r.score))
+            inside = [origin[i] for i in range(r.start, r.end) if origin[i] >= 0]  # inserted spaces are -1
+            if inside:
+                spans.append((ENTITY_TYPES[r.entity_type], inside[0], inside[-1] + 1, r.score))
         spans.sort(key=lambda s: (-(s[2] - s[1]), -s[3], s[1]))
         kept: list[tuple[str, int, int]] = []
         for kind, start, end, _ in spans:
@@ -207,17 +208,15 @@ class PiiScrubber:
 
 
 def _space_cjk_boundaries(text: str) -> tuple[str, list[int]]:
-    """``text`` with a space between CJK and ASCII letters/digits, and each new index's index in ``text``."""
+    """``text`` with a space between CJK and ASCII letters/digits, and for each of its characters the index in
+    ``text`` (-1 for an inserted space)."""
     pieces, origin, last = [], [], 0
     for match in _CJK_ASCII_BOUNDARY.finditer(text):
-        pieces.append(text[last : match.start()])
-        origin.extend(range(last, match.start()))
-        pieces.append(" ")
-        origin.append(match.start())  # the inserted space maps onto the next original character
+        pieces += [text[last : match.start()], " "]
+        origin += [*range(last, match.start()), -1]
         last = match.start()
     pieces.append(text[last:])
-    origin.extend(range(last, len(text)))
-    origin.append(len(text))
+    origin += range(last, len(text))
     return "".join(pieces), origin
 
 

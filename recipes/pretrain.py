@@ -30,11 +30,10 @@ from typing import Any, Optional
 import datasets
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer
 
-from privacy.dp import trainer_class
-
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
 from modeling import ForgeConfig, ForgeForConditionalGeneration
+from privacy.dp import trainer_class
 from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
 from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.cards import write_model_card

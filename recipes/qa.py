@@ -21,7 +21,6 @@ import numpy as np
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from privacy.dp import trainer_class
-
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, QADataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples

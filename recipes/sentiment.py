@@ -17,7 +17,6 @@ from typing import Any, Optional
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from privacy.dp import trainer_class
-
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, build_label_list, check_labels, load_raw_datasets, select_samples

@@ -19,7 +19,6 @@ from typing import Any, Optional
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from privacy.dp import trainer_class
-
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SRLDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows, load_raw_datasets, select_samples

@@ -184,3 +184,18 @@ def test_resume_without_ledger_is_refused(tmp_path, tokenizer_dir):
         sentiment.main(COMMON + _files("sentiment", n_train=16) + [
             "--tokenizer_name", tokenizer_dir, "--output_dir", str(tmp_path / "dp"), "--max_steps", "2", "--save_steps", "1",
             "--resume_from_checkpoint", str(out / "checkpoint-1"), "--dp_epsilon", "8"])
+
+
+@pytest.mark.parametrize("position", ["sinusoidal", "rotary", "learned"])
+def test_opacus_validates_every_forge_head(position):
+    """Opacus' ModuleValidator and the per-example rule check on every head: only learned positions are refused."""
+    from modeling import ForgeForConditionalGeneration, ForgeForQuestionAnswering, ForgeForTokenClassification
+
+    config = ForgeConfig.from_pretrained("forge-tiny", num_labels=3, position_embedding_type=position, norm_type="rmsnorm")
+    for head in (ForgeForSequenceClassification, ForgeForQuestionAnswering, ForgeForTokenClassification,
+                 ForgeForConditionalGeneration):
+        problems = unsupported_modules(head(config))
+        if position == "learned":
+            assert problems and all("ForgeLearnedPositions" in p for p in problems), head.__name__
+        else:
+            assert problems == [], (head.__name__, problems)
