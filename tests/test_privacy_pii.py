@@ -45,11 +45,15 @@ def test_each_type_is_replaced_and_clean_text_is_untouched():
     text, counts = scrubber.scrub("请联系li.na@example.com获取资料，电话13812345678，身份证11010519491231002X。")
     assert text == "请联系<EMAIL>获取资料，电话<PHONE>，身份证<ID>。"
     assert counts == {"EMAIL": 1, "PHONE": 1, "URL": 0, "CREDIT_CARD": 0, "ID": 1, "IP": 0}
-    # an e-mail address is one placeholder, not <URL>@<URL>
+    # an e-mail address is one placeholder, not <URL>@<URL>; quotes around a URL stay
+    assert scrubber.scrub("fetch 'http://myhost.com/v1/cats' now")[0] == "fetch '<URL>' now"
     assert scrubber.scrub("mail jane.doe@example.com now")[0] == "mail <EMAIL> now"
     clean = [json.loads(line)["text"] for line in (SAMPLE_DIR / "pretrain_zh" / "train.jsonl").read_text().splitlines()]
     clean += ["The meeting starts at 10:30 on 2024-05-17 in room 1204.", "It cost $1,234.56 including 19% tax.",
-              "ISBN 978-3-16-148410-0 is printed on the back.", "模型在 2023 年发布，参数量为 1.3 亿。"]
+              "ISBN 978-3-16-148410-0 is printed on the back.", "模型在 2023 年发布，参数量为 1.3 亿。",
+              # real-corpus false positives of plain Presidio: years as German phone numbers, sentence joins as URLs
+              "The office ran from 1691 to 1694; the monk lived 344–413 CE.", "Her career spanned 1902-1943.She sang.",
+              "Add the plates.Cu them thin, as M.Ph students do."]
     for line in clean:
         assert scrubber.scrub(line)[0] == line
 
