@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import secrets
+from functools import lru_cache
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -83,15 +84,19 @@ class DPArguments:
         return self.dp_epsilon is not None
 
 
-def trainer_class(training_args: Any, task: str, num_examples: Optional[int] = None, num_rows: Optional[int] = None) -> type:
-    """``DPTrainer`` when ``--dp_epsilon`` is set (after checking ``task`` can be trained privately), else ``Trainer``.
+def trainer_class(
+    training_args: Any, task: str, num_examples: Optional[int] = None, num_rows: Optional[int] = None,
+    base: type = Trainer,
+) -> type:
+    """``base`` (a ``Trainer`` class), made private with :class:`DPTrainerMixin` when ``--dp_epsilon`` is set
+    (after checking ``task`` can be trained privately).
 
     ``num_examples`` / ``num_rows``: the training examples and the feature rows made from them (QA splits long
     contexts into several windows). DP protects rows; a refusal is raised when they differ, since the guarantee
     would then not be per example.
     """
     if getattr(training_args, "dp_epsilon", None) is None:
-        return Trainer
+        return base
     if task not in SUPPORTED_TASKS:
         reason = _UNSUPPORTED_TASK_REASONS.get(task, "it is not one of the encoder recipes checked for DP")
         raise DPConfigError(
@@ -104,7 +109,16 @@ def trainer_class(training_args: Any, task: str, num_examples: Optional[int] = N
             "split into windows), so DP-SGD would protect windows, not examples. Raise --max_seq_length (or shorten "
             "the contexts) until every example fits one window, or drop --dp_epsilon."
         )
-    return DPTrainer
+    return private_trainer_class(base)
+
+
+@lru_cache(maxsize=None)
+def private_trainer_class(base: type) -> type:
+    """``DPTrainerMixin`` on top of ``base`` (one class per base, so isinstance checks and pickling stay stable)."""
+    if issubclass(base, DPTrainerMixin):
+        return base
+    return type(f"DP{base.__name__}", (DPTrainerMixin, base), {"__doc__": DPTrainerMixin.__doc__,
+                                                               "__module__": __name__})
 
 
 def check_dp_config(args: Any, model: torch.nn.Module) -> None:
@@ -224,8 +238,8 @@ def _dp_optimizer_class():
     return ForgeDPOptimizer
 
 
-class DPTrainer(Trainer):
-    """``transformers.Trainer`` with DP-SGD: Poisson batches, per-example clipping, calibrated noise, accounting.
+class DPTrainerMixin:
+    """A ``transformers.Trainer`` (subclass) with DP-SGD: Poisson batches, per-example clipping, calibrated noise, accounting.
 
     Reads ``dp_epsilon``, ``dp_delta``, ``dp_max_grad_norm`` and ``dp_accountant`` from ``args`` (see
     :class:`DPArguments`). After ``train()`` the metrics hold ``train_dp_epsilon`` (spent, from the accountant),
@@ -395,7 +409,7 @@ class DPTrainer(Trainer):
 class _AccountantCheckpointCallback(TrainerCallback):
     """Writes the accountant's history into each checkpoint, so a resumed run counts the privacy already spent."""
 
-    def __init__(self, trainer: DPTrainer):
+    def __init__(self, trainer: DPTrainerMixin):
         self.trainer = trainer
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -409,6 +423,10 @@ class _AccountantCheckpointCallback(TrainerCallback):
             tmp = folder / f".{ACCOUNTANT_FILE}.tmp"
             tmp.write_text(json.dumps(record, indent=2), encoding="utf-8")
             os.replace(tmp, folder / ACCOUNTANT_FILE)
+
+
+class DPTrainer(DPTrainerMixin, Trainer):
+    """``transformers.Trainer`` with DP-SGD (see :class:`DPTrainerMixin`)."""
 
 
 def card_section(train_metrics: Optional[dict[str, Any]]) -> Optional[tuple[str, str]]:

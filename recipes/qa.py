@@ -27,6 +27,7 @@ from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
 from recipes.core.metrics import squad_score
 from recipes.core.qa_utils import postprocess_qa_predictions, prepare_qa_features
 from recipes.core.tasks import validate_for_task
+from recipes.core.safety import ForgeTrainer
 from recipes.core.trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
@@ -90,7 +91,8 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
     model_inputs = {split: feats.remove_columns(POSTPROCESS_COLUMNS) for split, feats in features.items()}
     train_rows = len(model_inputs["train"]) if "train" in model_inputs else None
-    trainer = trainer_class(training_args, TASK, num_examples=len(raw["train"]) if "train" in raw else None, num_rows=train_rows)(
+    trainer = trainer_class(training_args, TASK, num_examples=len(raw["train"]) if "train" in raw else None, num_rows=train_rows,
+                            base=ForgeTrainer)(
         model=model,
         args=training_args,
         train_dataset=model_inputs.get("train") if training_args.do_train else None,

@@ -199,3 +199,13 @@ def test_opacus_validates_every_forge_head(position):
             assert problems and all("ForgeLearnedPositions" in p for p in problems), head.__name__
         else:
             assert problems == [], (head.__name__, problems)
+
+
+def test_dp_with_lora_trains_only_adapters_privately(tmp_path, tokenizer_dir):
+    """--use_lora with --dp_epsilon (DP-LoRA): the adapters and head get per-example gradients, the run reports epsilon."""
+    out = tmp_path / "dp-lora"
+    sentiment.main(COMMON + _files("sentiment") + [
+        "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no",
+        "--dp_epsilon", "8", "--use_lora"])
+    results = json.loads((out / "all_results.json").read_text())
+    assert 0 < results["train_dp_epsilon"] <= 8.0 and results["train_dp_steps"] == 2
