@@ -16,7 +16,7 @@ resuming from a checkpoint without a privacy ledger, and tasks whose loss mixes 
 
 Usage (``recipes/sentiment.py`` and ``recipes/qa.py`` do this)::
 
-    trainer_cls = trainer_class(training_args, task="text-classification")
+    trainer_cls = trainer_class(training_args, "text-classification", base=ForgeTrainer)  # base when DP is off
     trainer = trainer_cls(model=model, args=training_args, ...)
 """
 
