@@ -177,13 +177,23 @@ def test_qa_dp_refuses_examples_split_into_several_windows(tmp_path, tokenizer_d
 
 def test_resume_without_ledger_is_refused(tmp_path, tokenizer_dir):
     """A checkpoint trained without DP carries no ledger: resuming it privately would understate epsilon."""
+    from recipes.core.guards import RunMismatchError
+
     out = tmp_path / "plain"
-    sentiment.main(COMMON + _files("sentiment", n_train=16) + [
-        "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--max_steps", "1", "--save_steps", "1"])
+    common = COMMON + _files("sentiment", n_train=16) + ["--tokenizer_name", tokenizer_dir, "--max_steps", "1",
+                                                         "--save_steps", "1"]
+    sentiment.main(common + ["--output_dir", str(out)])
+    # the recipes refuse resuming it with other arguments, naming --dp_epsilon ...
+    with pytest.raises(RunMismatchError, match="dp_epsilon"):
+        sentiment.main(common + ["--output_dir", str(tmp_path / "dp"), "--resume_from_checkpoint",
+                                 str(out / "checkpoint-1"), "--dp_epsilon", "8"])
+    # ... and the DP trainer itself refuses a checkpoint without a ledger, whoever calls it
+    tokenizer = train_small_tokenizer()
+    trainer = _dp_trainer(tmp_path, tokenizer, _tiny_classifier(tokenizer), _features(tokenizer))
+    trainer._resume_from = str(out / "checkpoint-1")
+    trainer.get_train_dataloader()
     with pytest.raises(DPConfigError, match="privacy already spent is unknown"):
-        sentiment.main(COMMON + _files("sentiment", n_train=16) + [
-            "--tokenizer_name", tokenizer_dir, "--output_dir", str(tmp_path / "dp"), "--max_steps", "2", "--save_steps", "1",
-            "--resume_from_checkpoint", str(out / "checkpoint-1"), "--dp_epsilon", "8"])
+        trainer.create_optimizer()
 
 
 @pytest.mark.parametrize("position", ["sinusoidal", "rotary", "learned"])
