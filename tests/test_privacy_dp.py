@@ -219,3 +219,11 @@ def test_dp_with_lora_trains_only_adapters_privately(tmp_path, tokenizer_dir):
         "--dp_epsilon", "8", "--use_lora"])
     results = json.loads((out / "all_results.json").read_text())
     assert 0 < results["train_dp_epsilon"] <= 8.0 and results["train_dp_steps"] == 2
+
+
+@pytest.mark.parametrize("mixer, name", [("conv", "ForgeLightweightConv"), ("recurrent", "GRU")])
+def test_conv_and_recurrent_mixers_are_refused_by_name(mixer, name):
+    """Opacus has no per-example rule for Forge's lightweight convolution or nn.GRU: refused, never trained silently."""
+    config = ForgeConfig.from_pretrained("forge-tiny", num_labels=2, encoder_mixer=mixer)
+    problems = unsupported_modules(ForgeForSequenceClassification(config))
+    assert any(name in p and "mixer" in p for p in problems)
