@@ -44,6 +44,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import can_return_tuple, logging
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 try:  # the error type of a truncated or corrupt weights file
@@ -64,7 +65,7 @@ _OUTPUT_KWARGS = frozenset({"output_attentions", "output_hidden_states", "return
 
 def _check_kwargs(kwargs: dict, where: str) -> None:
     """Refuse arguments that would otherwise be swallowed silently (a misnamed cache gives wrong tokens)."""
-    if "past_key_values" in kwargs:
+    if "past_key_values" in kwargs:  # the models accept it (deprecated); a stack called directly does not
         raise TypeError(f"{where}: the KV cache argument is named `cache` in transformers 5, not `past_key_values`.")
     unknown = set(kwargs) - _OUTPUT_KWARGS
     if unknown:
@@ -105,8 +106,10 @@ class ForgeSinusoidalPositions(nn.Module):
     def __init__(self, num_positions: int, dim: int):
         super().__init__()
         self.dim = dim
-        # Not saved: it is a function of the config (rebuilt by `_init_weights` after loading).
-        self.register_buffer("table", sinusoidal_table(num_positions, dim), persistent=False)
+        # Not saved: it is a function of the config (rebuilt by `_init_weights` after loading). Built in the default
+        # dtype, which from_pretrained(dtype=...) sets: a float32 table would turn fp16/bf16 activations into float32.
+        table = sinusoidal_table(num_positions, dim).to(torch.get_default_dtype())
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, start: int, length: int) -> torch.Tensor:
         """Rows ``start .. start+length-1``, ``(length, dim)``."""
@@ -138,9 +141,9 @@ class ForgeRotaryPositions(nn.Module):
         super().__init__()
         self.head_dim = head_dim
         self.theta = theta
-        cos, sin = rotary_tables(num_positions, head_dim, theta)
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer("sin", sin, persistent=False)
+        cos, sin = rotary_tables(num_positions, head_dim, theta)  # in the default dtype, as the sinusoidal table
+        self.register_buffer("cos", cos.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("sin", sin.to(torch.get_default_dtype()), persistent=False)
 
     def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin for positions ``start .. start+length-1``, each ``(length, head_dim)``."""
@@ -150,6 +153,25 @@ class ForgeRotaryPositions(nn.Module):
             self.cos = cos.to(device=self.cos.device, dtype=self.cos.dtype)
             self.sin = sin.to(device=self.sin.device, dtype=self.sin.dtype)
         return self.cos[start:end], self.sin[start:end]
+
+
+class ForgeScaledEmbedding(nn.Embedding):
+    """The token embedding, times ``embed_scale`` (sqrt(d_model) with ``scale_embedding``), as BART's.
+
+    Scaling inside the module makes ``get_input_embeddings()(input_ids)`` exactly what ``input_ids`` feed the stacks,
+    so ``inputs_embeds`` built from it (prompt tuning, ``generate(inputs_embeds=...)``) give the same outputs.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, embed_scale: float = 1.0):
+        super().__init__(num_embeddings, embedding_dim)
+        self.embed_scale = embed_scale
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * self.embed_scale
+
+    @classmethod
+    def for_config(cls, config: ForgeConfig) -> "ForgeScaledEmbedding":
+        return cls(config.vocab_size, config.d_model, math.sqrt(config.d_model) if config.scale_embedding else 1.0)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -453,7 +475,6 @@ class _ForgeStack(ForgePreTrainedModel):
     def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding, num_heads: int):
         super().__init__(config)
         self._share(embed_tokens)
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         self.embed_positions: nn.Module | None = None
         self.rotary: ForgeRotaryPositions | None = None
         if config.position_embedding_type == "learned":
@@ -472,8 +493,19 @@ class _ForgeStack(ForgePreTrainedModel):
         # The model's `shared` module itself, registered here too (so `named_modules(remove_duplicate=False)`,
         # `get_submodule("encoder.embed_tokens")`, hooks and parallel plans see it). One module object, not a copy
         # tied by name: the encoder and decoder share it whatever `tie_word_embeddings` says (that flag is about
-        # lm_head), and the weights file keeps one tensor (`_tied_weights_keys`).
+        # lm_head), and the weights file keeps one tensor (`_keys_to_ignore_on_save`).
         self.embed_tokens = embed_tokens
+
+    def _check_output_attentions(self, kwargs: dict) -> None:
+        """Warn (once) that fused kernels return no attention weights, as transformers' sdpa/flash kernels do."""
+        if (kwargs.get("output_attentions") or self.config.output_attentions) and (
+            self.config._attn_implementation != "eager"
+        ):
+            logger.warning_once(
+                f"output_attentions=True needs attn_implementation='eager': '{self.config._attn_implementation}' "
+                "computes no attention weights, so the attentions come back empty. Load the model with "
+                "attn_implementation='eager' (or call model.set_attn_implementation('eager'))."
+            )
 
     def embed(
         self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, start: int
@@ -482,7 +514,7 @@ class _ForgeStack(ForgePreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
         if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+            inputs_embeds = self.embed_tokens(input_ids)  # scaled by the module (ForgeScaledEmbedding)
         length = inputs_embeds.shape[1]
         position_embeddings = None
         if self.embed_positions is not None:
@@ -515,6 +547,7 @@ class ForgeEncoder(_ForgeStack):
         # predict_with_generate that includes `labels`, which the encoder has no use for.
         kwargs.pop("labels", None)
         _check_kwargs(kwargs, "ForgeEncoder.forward")
+        self._check_output_attentions(kwargs)
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=0)
         # None when there is no padding under sdpa/flash: the kernel then needs no mask at all.
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
@@ -549,6 +582,7 @@ class ForgeDecoder(_ForgeStack):
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         _check_kwargs(kwargs, "ForgeDecoder.forward")
+        self._check_output_attentions(kwargs)
         if encoder_hidden_states is None:
             raise ValueError("ForgeDecoder needs `encoder_hidden_states` (the encoder output).")
         use_cache = self.config.use_cache if use_cache is None else use_cache
@@ -596,13 +630,14 @@ class ForgeDecoder(_ForgeStack):
 class ForgeModel(ForgePreTrainedModel):
     """The bare encoder-decoder: returns the decoder's last hidden state (and the encoder's)."""
 
-    # `encoder.embed_tokens` and `decoder.embed_tokens` ARE `shared` (one module, see `_share`): declared so that the
-    # weights file stores the tensor once. They stay one module with tie_word_embeddings=False, which unties lm_head.
-    _tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight", "decoder.embed_tokens.weight": "shared.weight"}
+    # `encoder.embed_tokens` and `decoder.embed_tokens` ARE `shared` (one module, see `_share`), whatever
+    # tie_word_embeddings says (it unties lm_head only). The file stores the tensor once, as `shared.weight`; on load,
+    # transformers recognises the module sharing of custom code, so a checkpoint without it is still reported.
+    _keys_to_ignore_on_save = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
 
     def __init__(self, config: ForgeConfig):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.shared = ForgeScaledEmbedding.for_config(config)
         self.encoder = ForgeEncoder(config, self.shared)
         self.decoder = ForgeDecoder(config, self.shared)
         self.post_init()
@@ -619,6 +654,7 @@ class ForgeModel(ForgePreTrainedModel):
         return self.encoder
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers 4's name, as BART accepts it
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -694,6 +730,7 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers 4's name, as BART accepts it
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -766,14 +803,14 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
 class ForgeEncoderModel(ForgePreTrainedModel):
     """The embedding and the encoder only (``shared`` + ``encoder``, the same names as in ``ForgeModel``)."""
 
-    _tied_weights_keys = {"encoder.embed_tokens.weight": "shared.weight"}  # one module (see ForgeModel)
+    _keys_to_ignore_on_save = ["encoder.embed_tokens.weight"]  # the same module as `shared` (see ForgeModel)
 
     # A seq2seq checkpoint also holds the decoder and lm_head; an encoder model does not use them: no warning.
     _keys_to_ignore_on_load_unexpected = [r"(^|\.)decoder\.", r"(^|\.)lm_head\."]
 
     def __init__(self, config: ForgeConfig):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.shared = ForgeScaledEmbedding.for_config(config)
         self.encoder = ForgeEncoder(config, self.shared)
         self.post_init()
 
