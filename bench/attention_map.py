@@ -25,13 +25,15 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer  # noqa: E402
 
 
 def cross_attention(
-    folder: str | Path, source: str, max_new_tokens: int = 48, num_beams: int | None = None, prefix: str = ""
+    folder: str | Path, source: str, max_new_tokens: int | None = None, num_beams: int | None = None, prefix: str = ""
 ) -> tuple[list[str], list[str], torch.Tensor]:
     """Source tokens, generated tokens, and cross-attention weights ``(layers, heads, generated, source)``."""
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSeq2SeqLM.from_pretrained(folder, attn_implementation="eager").eval()
     inputs = tokenizer(prefix + source, return_tensors="pt")
-    settings = {"max_new_tokens": max_new_tokens}
+    settings = {}  # the folder's generation config, unless overridden
+    if max_new_tokens is not None:
+        settings["max_new_tokens"] = max_new_tokens
     if num_beams is not None:
         settings["num_beams"] = num_beams
     with torch.no_grad():
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("source", help="The source sentence.")
     parser.add_argument("--output", default="attention_map.png", help="PNG to write.")
     parser.add_argument("--layer", default="-1", help="Decoder layer to show (0-based, negative from the end), or 'all'.")
-    parser.add_argument("--max_new_tokens", type=int, default=48)
+    parser.add_argument("--max_new_tokens", type=int, default=None, help="Default: the folder's generation config.")
     parser.add_argument("--num_beams", type=int, default=None, help="Default: the folder's generation config.")
     parser.add_argument("--source_prefix", default="", help="Prefix the model was trained with, if any.")
     args = parser.parse_args(argv)

@@ -487,7 +487,6 @@ class _ForgeStack(ForgePreTrainedModel):
             )
         self.final_norm = make_norm(config)
         self.dropout = config.dropout
-        self.post_init()
 
     def _share(self, embed_tokens: nn.Embedding) -> None:
         # The model's `shared` module itself, registered here too (so `named_modules(remove_duplicate=False)`,
@@ -534,6 +533,7 @@ class ForgeEncoder(_ForgeStack):
     def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens, config.encoder_attention_heads)
         self.layers = nn.ModuleList([ForgeEncoderLayer(config, i) for i in range(config.encoder_layers)])
+        self.post_init()
 
     @capture_outputs
     def forward(
@@ -568,6 +568,7 @@ class ForgeDecoder(_ForgeStack):
     def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens, config.decoder_attention_heads)
         self.layers = nn.ModuleList([ForgeDecoderLayer(config, i) for i in range(config.decoder_layers)])
+        self.post_init()
 
     @capture_outputs
     def forward(
@@ -673,10 +674,15 @@ class ForgeModel(ForgePreTrainedModel):
         not compute the weights); ``return_dict=False`` returns a tuple."""
         _check_kwargs(kwargs, f"{type(self).__name__}.forward")
         if decoder_input_ids is None and decoder_inputs_embeds is None:
-            raise ValueError(
-                "ForgeModel needs `decoder_input_ids` (or `decoder_inputs_embeds`); build them from labels with "
-                "`ForgeForConditionalGeneration.prepare_decoder_input_ids_from_labels`."
-            )
+            # As BartModel: without decoder inputs, the source shifted right (what feature extraction and
+            # AutoModel users pass); training builds them from the labels instead.
+            if input_ids is None:
+                raise ValueError(
+                    "ForgeModel needs `decoder_input_ids` (or `decoder_inputs_embeds`) when called with "
+                    "`inputs_embeds`; build them from labels with "
+                    "`ForgeForConditionalGeneration.prepare_decoder_input_ids_from_labels`."
+                )
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id, self.config.decoder_start_token_id)
         # return_dict=True inside: a config with return_dict=False must only change what the caller gets back.
         if encoder_outputs is None:
             encoder_outputs = self.encoder(

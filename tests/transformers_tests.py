@@ -51,6 +51,9 @@ def fetch_tests(version: str = transformers.__version__) -> Path:
             "--no-build-isolation", f"transformers=={version}", "--dest", str(download),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:  # no setuptools to build the metadata with: let pip fetch a build environment
+            command.remove("--no-build-isolation")
+            result = subprocess.run(command, capture_output=True, text=True, timeout=600)
         archives = sorted(download.glob(f"transformers-{version}.tar.gz"))
         if result.returncode != 0 or not archives:
             raise RuntimeError(
