@@ -11,10 +11,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Installs a finder that makes `BROKEN` raise on import, as a file with a bad import line would.
 _BREAK = textwrap.dedent(
