@@ -14,15 +14,17 @@ import logging
 import time
 from typing import Any, Optional
 
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, build_label_list, check_labels, load_raw_datasets, select_samples
+from recipes.core.guards import drop_unusable_prediction_labels
 from recipes.core.metrics import classification_metrics
-from recipes.core.tasks import apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
+from recipes.core.tasks import _as_label, apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
+from recipes.core.safety import ForgeTrainer
 from recipes.core.trainer_utils import (
-    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+    finish_run, load_folder_config, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
     started = time.time()
     model_args, data_args, training_args = parse_args(ModelArguments, SentimentDataArguments, ForgeTrainingArguments, args=argv)
-    resume = start_run(training_args)
+    resume = start_run(training_args, model_args, data_args)
 
     raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
     validate_for_task("sentiment", raw, data_args)
@@ -53,12 +55,12 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         labels = build_label_list(raw["train"], data_args.label_column)
         names = _label_names(data_args, labels)
     else:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+        config = load_folder_config(model_args)
         names = [config.id2label[i] for i in range(config.num_labels)]
         labels = [int(n) if n.isdigit() else n for n in names]
         model_config_labels = names
+    if not training_args.do_train:  # predictions need no labels: unknown or missing ones are not scored
+        drop_unusable_prediction_labels(raw, data_args.label_column, lambda v: _as_label(v) in labels, "label_column")
     for split in ("validation", "test"):
         if split in raw and data_args.label_column in raw[split].column_names:
             check_labels(raw, split, data_args.label_column, labels, where_from=model_config_labels and "the model's config" or "the training data")
@@ -93,7 +95,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         features[split] = apply_overlong_policy(mapped, raw, split, data_args.overlong_policy, "max_seq_length", data_args.max_seq_length)
 
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model,
         args=training_args,
         train_dataset=features.get("train") if training_args.do_train else None,

@@ -25,6 +25,8 @@ from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
 from .cards import write_model_card
+from .distributed import gathered_model
+from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +36,10 @@ __all__ = [
     "start_run",
     "last_complete_checkpoint",
     "load_tokenizer",
+    "load_folder_config",
     "load_model",
     "check_vocab_matches",
+    "check_mismatched_weights",
     "train",
     "write_predictions",
     "prediction_splits",
@@ -75,32 +79,49 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> Optional[str]:
     return str(max(steps)[1]) if steps else None
 
 
-def start_run(training_args: Any) -> Optional[str]:
+def start_run(
+    training_args: Any, model_args: Any = None, data_args: Any = None, trains: Optional[bool] = None
+) -> Optional[str]:
     """Logging, seed and output-folder checks; returns the checkpoint to resume from (or None).
 
     - A folder that already holds a finished model is refused unless ``--overwrite_output_dir``
       (``recipes.core.export.OutputDirExistsError``), before any work is done.
+    - The run guards of :mod:`recipes.core.guards`: a training plan that trains nothing, unreadable input
+      files, an unwritable output folder, and a second run on the same folder are refused.
     - ``--resume_from_checkpoint PATH`` resumes from PATH; ``--resume_from_checkpoint last`` (or a
       rerun of an interrupted command, without --overwrite_output_dir) resumes from the newest complete
-      checkpoint in ``output_dir``.
+      checkpoint in ``output_dir``, only if that checkpoint was written with the same run-defining arguments.
+
+    ``trains`` says whether this run trains (default: ``--do_train``; pretraining always does).
     """
+    from . import guards
     from .export import check_output_dir
 
     _setup_logging(training_args)
     set_seed(training_args.seed)
+    trains = training_args.do_train if trains is None else trains
+    record = guards.run_record(model_args, data_args, training_args, world_size=training_args.world_size)
     overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
     check_output_dir(training_args.output_dir, overwrite)
+    if trains:
+        guards.check_training_plan(training_args)
+    guards.check_input_files(model_args, data_args)
+    guards.prepare_output_dir(training_args.output_dir)
+    if training_args.process_index == 0:
+        guards.acquire_run_lock(training_args.output_dir)
     resume = training_args.resume_from_checkpoint
     if resume in ("last", "latest", "True", "true"):
         resume = last_complete_checkpoint(training_args.output_dir)
         if resume is None:
             raise ValueError(f"--resume_from_checkpoint {training_args.resume_from_checkpoint}: no complete checkpoint in {training_args.output_dir}.")
-    elif resume is None and training_args.do_train and not overwrite:
+    elif resume is None and trains and not overwrite:
         resume = last_complete_checkpoint(training_args.output_dir)
     if resume:
         if not Path(resume).is_dir():
             raise ValueError(f"--resume_from_checkpoint {resume} is not a folder.")
+        guards.check_same_run(resume, record)
         logger.info("Resuming from checkpoint %s (pass --overwrite_output_dir to start afresh).", resume)
+    setattr(training_args, guards.RUN_RECORD_ATTR, record)  # RunRecordCallback writes it into each checkpoint
     return resume
 
 
@@ -112,8 +133,16 @@ def _hub_kwargs(model_args: Any) -> dict[str, Any]:
         "cache_dir": model_args.cache_dir,
         "revision": model_args.model_revision,
         "token": model_args.token,
-        "trust_remote_code": model_args.trust_remote_code,
+        # a folder's own Python files never run while Forge is installed (recipes.core.safety)
+        "trust_remote_code": remote_code_allowed(model_args.trust_remote_code),
     }
+
+
+def load_folder_config(model_args: Any) -> Any:
+    """The config of ``--model_name_or_path`` through the installed Forge classes (labels of a fine-tuned model)."""
+    import modeling  # noqa: F401  (registers ForgeConfig with AutoConfig before the folder is read)
+
+    return AutoConfig.from_pretrained(model_args.model_name_or_path, **_hub_kwargs(model_args))
 
 
 def load_tokenizer(model_args: Any) -> Any:
@@ -127,6 +156,7 @@ def load_tokenizer(model_args: Any) -> Any:
             "(--config_name forge-tiny), --tokenizer_name with a trained tokenizer folder "
             "(python -m tokenization.train ...)."
         )
+    check_tokenizer_folder(name)
     tokenizer = AutoTokenizer.from_pretrained(name, **_hub_kwargs(model_args))
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"The tokenizer from {name} is not a fast tokenizer; the recipes need offsets and word ids.")
@@ -146,10 +176,15 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
 
     overrides = {**model_args.config_kwargs(), **config_overrides}
     if model_args.model_name_or_path:
+        check_safetensors_weights(model_args.model_name_or_path)
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
-        model = auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **_hub_kwargs(model_args)
+        # Load with mismatches allowed, then decide: a silently re-initialised pretrained weight is a wrong result.
+        model, loading_info = auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
+            use_safetensors=True,
+            **_hub_kwargs(model_args),
         )
+        check_mismatched_weights(loading_info.get("mismatched_keys") or (), model_args)
     elif model_args.config_name:
         special = {
             "vocab_size": len(tokenizer),
@@ -166,7 +201,29 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
             "forge-tiny / forge-small, to train from scratch)."
         )
     check_vocab_matches(model, tokenizer)
+    if getattr(model_args, "use_lora", False):
+        from .lora import apply_lora
+
+        model = apply_lora(model, model_args)
     return model
+
+
+def check_mismatched_weights(mismatched: Any, model_args: Any) -> None:
+    """Refuse pretrained weights whose shape differs from the model being built, unless
+    ``--ignore_mismatched_sizes`` asked for them to be re-initialised (as in transformers' example scripts)."""
+    mismatched = sorted(mismatched)
+    if not mismatched:
+        return
+    described = ", ".join(f"{name} {tuple(old)} -> {tuple(new)}" for name, old, new in mismatched[:8])
+    more = f" and {len(mismatched) - 8} more" if len(mismatched) > 8 else ""
+    if not getattr(model_args, "ignore_mismatched_sizes", False):
+        raise ValueError(
+            f"{len(mismatched)} weight(s) of {model_args.model_name_or_path} do not fit the model being built: "
+            f"{described}{more} (checkpoint shape -> model shape). This comes from a different number of labels or a "
+            "config override (--config_overrides, --config_name). Pass --ignore_mismatched_sizes to re-initialise "
+            "them (they are then trained from scratch), or drop the override."
+        )
+    logger.warning("Re-initialised %d mismatched weight(s) (--ignore_mismatched_sizes): %s%s", len(mismatched), described, more)
 
 
 def check_vocab_matches(model: Any, tokenizer: Any) -> None:
@@ -189,11 +246,17 @@ def train(trainer: Any, resume_from_checkpoint: Optional[str], num_train_example
     Raises:
         TrainingDivergedError: the NaN guard stopped the run (its message names step and causes).
     """
-    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, NaNGuardCallback) and callback.triggered:
-            raise TrainingDivergedError(callback.message)
-    metrics = dict(result.metrics)
+    from .guards import checkpoint_is_final, finish_from_checkpoint
+
+    explicit = trainer.args.resume_from_checkpoint is not None  # the user asked to continue that checkpoint
+    if resume_from_checkpoint and checkpoint_is_final(resume_from_checkpoint, honour_stop=not explicit):
+        metrics = finish_from_checkpoint(trainer, resume_from_checkpoint)  # killed after its last checkpoint
+    else:
+        result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, NaNGuardCallback) and callback.triggered:
+                raise TrainingDivergedError(callback.message)
+        metrics = dict(result.metrics)
     metrics["train_samples"] = num_train_examples
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
@@ -240,6 +303,11 @@ def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
     hyper["lr_scheduler_type"] = str(hyper.get("lr_scheduler_type", ""))
     for key, value in model_args.config_kwargs().items():
         hyper[f"config.{key}"] = value
+    if getattr(model_args, "use_lora", False):
+        from .lora import DEFAULT_TARGET_NAMES
+
+        hyper.update({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha, "lora_dropout": model_args.lora_dropout,
+                      "lora_target_modules": model_args.lora_target_modules or ",".join(DEFAULT_TARGET_NAMES)})
     return hyper
 
 
@@ -262,23 +330,30 @@ def finish_run(
     ``task`` is the pipeline task (text-classification, translation, summarization, question-answering,
     semantic-role-labeling); ``metrics`` are the measured evaluation results (``eval_*``) for the card.
     """
+    # Every process takes part in the FSDP / ZeRO-3 gather before the non-main ones leave.
+    final_model = gathered_model(trainer, trainer.model) if training_args.do_train else None
     if not trainer.is_world_process_zero():
         return
     from .export import save_hub_folder
+    from .guards import release_run_lock, save_or_rescue
+    from .lora import is_lora_model, save_adapter_and_merge
 
     output_dir = Path(training_args.output_dir)
+    if final_model is not None and is_lora_model(final_model):
+        final_model = save_adapter_and_merge(final_model, output_dir, model_args.model_name_or_path)
     if training_args.do_train:
-        save_hub_folder(
-            trainer.model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
+        save_or_rescue(  # a failed save (disk full) keeps the model in a rescue folder and says where
+            save_hub_folder, final_model, tokenizer, output_dir, task=task, overwrite=True  # start_run guarded it
         )
     all_metrics = {**(train_metrics or {}), **metrics}
     trainer.save_metrics("all", all_metrics, combined=False)
     curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)
     if not training_args.do_train:
+        release_run_lock(output_dir)
         return
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
-    command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
+    command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     write_model_card(
         output_dir,
         model_name=output_dir.name,
@@ -292,6 +367,7 @@ def finish_run(
         command=command,
         loss_curve=curve,
     )
+    release_run_lock(output_dir)
 
 
 _RECIPE_OF_TASK = {
