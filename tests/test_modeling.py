@@ -169,25 +169,28 @@ class HeadBehaviour:
         assert out.loss is not None and out.loss.ndim == 0
         return out.loss
 
-    # What output_attentions / output_hidden_states add: key -> (number of tensors, shape of each). The tiny config
-    # has 2+2 layers of 4 heads, width 32; the source batch is 3 x 9, the target 3 x 6.
-    recorded: dict[str, tuple[int, tuple[int, ...]]] = {
-        "hidden_states": (3, (3, 9, 32)),
-        "attentions": (2, (3, 4, 9, 9)),
-    }
+    def recorded(self, config) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """What output_attentions / output_hidden_states add: key -> (number of tensors, shape of each). The tiny
+        config has 2+2 layers of 4 heads, width 32; the source batch is 3 x 9, the target 3 x 6. Conv / recurrent
+        mixer layers have no self-attention weights."""
+        return {
+            "hidden_states": (3, (3, 9, 32)),
+            "attentions": (config.layer_mixers("encoder").count("attention"), (3, 4, 9, 9)),
+        }
 
     def test_attentions_and_hidden_states_on_request(self):
         model = self.model()
         inputs = self.make_inputs()
         with torch.no_grad():
             default = model(**inputs)
-        assert all(default.get(key) is None for key in self.recorded)
+        recorded = self.recorded(model.config)
+        assert all(default.get(key) is None for key in recorded)
         # Nothing is recorded, and no hook installed, until a caller asks: the default forward is unchanged.
         assert not any(module._forward_hooks for module in model.modules())
         model.set_attn_implementation("eager")  # the fused kernels compute no weights
         with torch.no_grad():
             out = model(**inputs, output_attentions=True, output_hidden_states=True)
-        for key, (count, shape) in self.recorded.items():
+        for key, (count, shape) in recorded.items():
             assert len(out[key]) == count and all(t.shape == shape for t in out[key]), (key, [t.shape for t in out[key]])
             if "attentions" in key:  # every query's weights are a distribution over the keys
                 for weights in out[key]:
@@ -219,13 +222,14 @@ class TestConditionalGeneration(HeadBehaviour):
     def make_labels(self, inputs: dict) -> dict:
         return {"labels": target_ids(seed=2)}
 
-    recorded = {
-        "encoder_hidden_states": (3, (3, 9, 32)),
-        "encoder_attentions": (2, (3, 4, 9, 9)),
-        "decoder_hidden_states": (3, (3, 6, 32)),
-        "decoder_attentions": (2, (3, 4, 6, 6)),
-        "cross_attentions": (2, (3, 4, 6, 9)),
-    }
+    def recorded(self, config) -> dict[str, tuple[int, tuple[int, ...]]]:
+        return {
+            "encoder_hidden_states": (3, (3, 9, 32)),
+            "encoder_attentions": (config.layer_mixers("encoder").count("attention"), (3, 4, 9, 9)),
+            "decoder_hidden_states": (3, (3, 6, 32)),
+            "decoder_attentions": (config.layer_mixers("decoder").count("attention"), (3, 4, 6, 6)),
+            "cross_attentions": (config.decoder_layers, (3, 4, 6, 9)),
+        }
 
     def check_recorded(self, model, inputs: dict, out) -> None:
         """Decoder self-attention is causal, cross-attention skips source padding."""
