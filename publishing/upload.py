@@ -68,7 +68,9 @@ folder, task, samples = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3]
 try:
     import modeling  # noqa: F401
     forge_importable = True
-except ImportError:
+except ModuleNotFoundError as error:  # absent (the point of the check); a broken Forge must still fail loudly
+    if error.name != "modeling":
+        raise
     forge_importable = False
 import torch
 import transformers

@@ -17,6 +17,8 @@ from typing import Any, Optional
 import numpy as np
 import transformers
 
+from privacy.dp import trainer_class as private_trainer_class
+
 from .args import ForgeTrainingArguments, ModelArguments, parse_args
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
@@ -137,7 +139,11 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
         recipe.features[split] = recipe.after_encode(split, mapped)
     inputs = {split: recipe.model_inputs(split) for split in recipe.features}
 
-    trainer = recipe.trainer_class(
+    trainer_class = private_trainer_class(  # the recipe's Trainer, made private with --dp_epsilon (privacy.dp)
+        training_args, spec.pipeline_task, num_examples=len(raw["train"]) if "train" in raw else None,
+        num_rows=len(inputs["train"]) if "train" in inputs else None, base=recipe.trainer_class,
+    )
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=inputs.get("train") if training_args.do_train else None,

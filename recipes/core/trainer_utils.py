@@ -24,6 +24,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
+from publishing.cards import write_model_card
 from .distributed import gathered_model
 from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
@@ -352,7 +353,8 @@ def finish_run(
     if not training_args.do_train:
         release_run_lock(output_dir)
         return
-    from publishing.cards import write_model_card
+    from privacy.dp import card_section
+
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
     command = f"python -m {_recipe_module(task)} " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
@@ -368,6 +370,7 @@ def finish_run(
         training_budget=f"{steps} optimizer steps ({trainer.state.epoch or 0:.2f} epochs){elapsed}",
         command=command,
         loss_curve=curve,
+        extra_sections=[s for s in (card_section(train_metrics),) if s],
     )
     release_run_lock(output_dir)
 
