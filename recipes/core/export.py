@@ -95,9 +95,9 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> 
     """
     if not overwrite and is_finished_model_dir(output_dir):
         raise OutputDirExistsError(
-            f"{output_dir} already holds a finished model (config.json + model.safetensors). Refusing to "
-            "overwrite it: choose another output folder, or pass overwrite=True (the recipes' --overwrite "
-            "option) to replace the model files. Checkpoints and logs in the folder are kept either way."
+            f"{output_dir} already holds a finished model; add --overwrite_output_dir to replace it "
+            "(overwrite=True from Python; checkpoints and logs in the folder are kept), or choose another "
+            "output folder."
         )
 
 

@@ -288,7 +288,7 @@ def finish_run(
         model_name=output_dir.name,
         task=task,
         metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
-        base_model=model_args.model_name_or_path if model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path) else None,
+        base_model=model_args.model_name_or_path,  # a Hub id or a local folder, named by its card title and path
         dataset_name=dataset_name or data_args.dataset_name or _data_label(data_args),
         dataset_split="validation",
         hyperparameters=_hyperparameters(training_args, model_args),
