@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from transformers import Pipeline
+from transformers import Pipeline, TextClassificationPipeline, TokenClassificationPipeline
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
@@ -630,6 +630,15 @@ IN_PROCESS_TASKS = {
 }
 
 
+class ForgeTextClassificationPipeline(TextClassificationPipeline):
+    """transformers' text-classification pipeline, unchanged; named in a sentiment folder's ``custom_pipelines``
+    so that ``pipeline(model=FOLDER, trust_remote_code=True)`` finds the task without the Hub."""
+
+
+class ForgeTokenClassificationPipeline(TokenClassificationPipeline):
+    """transformers' token-classification pipeline, unchanged; named in ``custom_pipelines`` for the same reason."""
+
+
 def register_pipelines() -> None:
     """Register the Forge pipelines with transformers' ``PIPELINE_REGISTRY`` under ``IN_PROCESS_TASKS`` names."""
     import transformers
@@ -646,6 +655,8 @@ __all__ = [
     "ForgeSemanticRoleLabelingPipeline",
     "ForgeSummarizationPipeline",
     "ForgeText2TextGenerationPipeline",
+    "ForgeTextClassificationPipeline",
+    "ForgeTokenClassificationPipeline",
     "ForgeTranslationPipeline",
     "IN_PROCESS_TASKS",
     "PREDICATE_END",

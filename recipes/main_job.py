@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from recipes.core.stage_times import StageTimes
+
 logger = logging.getLogger("recipes.main_job")
 
 SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data"
@@ -83,8 +85,10 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="Same as --budget quick --preset forge-tiny.")
     parser.add_argument("--output-dir", default="outputs/main_job", help="Where every folder is written.")
     parser.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated subset of: " + ", ".join(TASKS))
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace finished models already in --output-dir (otherwise the job refuses).")
+    parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", "--overwrite", dest="overwrite",
+                        action="store_true",
+                        help="Replace the finished models already in --output-dir (otherwise a rerun refuses before "
+                             "any work; checkpoints and logs are kept).")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     if args.quick:
@@ -114,11 +118,11 @@ def _split_files(data_dir: Path, task: str) -> tuple[Path, Path]:
 
 def _common_flags(budget: Budget, output_dir: Path, seed: int, overwrite: bool) -> list[str]:
     flags = [
-        "--output_dir", str(output_dir), "--seed", str(seed), "--report_to", "none",
+        "--output_dir", str(output_dir), "--seed", str(seed),
         "--per_device_train_batch_size", str(budget.batch_size),
         "--per_device_eval_batch_size", str(budget.eval_batch_size),
-        "--logging_steps", "10", "--disable_tqdm", "true", "--dataloader_num_workers", "0",
-        "--dataloader_pin_memory", "false",
+        # per-step logs go to <folder>/train_log.jsonl and TensorBoard (<folder>/runs); the console shows one bar
+        "--logging_steps", "10", "--report_to", "tensorboard", "--dataloader_num_workers", "0",
     ]
     if overwrite:
         flags.append("--overwrite_output_dir")
@@ -210,13 +214,37 @@ def show_pipeline(task: str, folder: Path, data_dir: Path) -> Any:
     return pipe(inputs, **kwargs)
 
 
-def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str) -> dict:
+def _write_commands(out: Path, commands: list[str]) -> None:
+    """``commands.sh``: every stage's exact command, rewritten before each stage runs (so the banner's
+    "full command in commands.sh" is true while the stage is still running)."""
+    (out / "commands.sh").write_text("#!/usr/bin/env bash\nset -e\n" + "\n".join(commands) + "\n", encoding="utf-8")
+
+
+def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str,
+               out: Path, timing: StageTimes) -> dict:
     log.append(f"python -m {module} " + " ".join(shlex.quote(a) for a in argv))
+    _write_commands(out, log)
     started = time.time()
-    print(f"\n=== {name}: python -m {module} ... (full command in commands.sh)", flush=True)
+    print(f"\n=== {name}: python -m {module} ... (full command in {out / 'commands.sh'})", flush=True)
+    print(f"    {timing.expectation(name)}", flush=True)
     metrics = fn(argv) or {}
-    print(f"=== {name} done in {time.time() - started:.0f}s", flush=True)
+    elapsed = time.time() - started
+    timing.record(name, elapsed)
+    print(f"=== {name} done in {elapsed:.0f}s", flush=True)
     return metrics
+
+
+def _refuse_finished(args: argparse.Namespace, out: Path) -> None:
+    """A rerun into folders that hold finished models stops here, in one line, before any work."""
+    from recipes.core.export import is_finished_model_dir
+
+    folders = [out / "pretrained", *(out / task for task in args.tasks)]
+    finished = [str(folder) for folder in folders if is_finished_model_dir(folder)]
+    if finished and not args.overwrite:
+        raise SystemExit(
+            f"error: {', '.join(finished)} already hold{'s' if len(finished) == 1 else ''} finished models; add "
+            "--overwrite_output_dir to train them again (checkpoints and logs are kept), or pass another --output-dir."
+        )
 
 
 def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
@@ -230,11 +258,18 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     job_started = time.time()
     print(f"Forge main job: data {data_dir}, preset {args.preset}, budget {args.budget}, output {out}", flush=True)
+    _refuse_finished(args, out)
+    timing = StageTimes.for_job(args.budget, args.preset, data_dir)
+    if data_dir.resolve() == SAMPLE_DATA.resolve():
+        import datasets
+
+        datasets.disable_progress_bars()  # reading and tokenising the embedded sample is instant
 
     from recipes import pretrain
 
     base = out / "pretrained"
-    metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, "recipes.pretrain")
+    metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, "recipes.pretrain",
+                         out, timing)
     rows.append({"task": "pretraining", "metric": "eval_loss", "value": metrics.get("eval_loss"), "folder": str(base)})
 
     import importlib
@@ -243,7 +278,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
         module, _, metric, _ = TASK_SPECS[task]
         folder = out / task
         recipe = importlib.import_module(module)
-        metrics = _run_stage(task, recipe.main, finetune_argv(args, budget, task, base, folder), commands, module)
+        metrics = _run_stage(task, recipe.main, finetune_argv(args, budget, task, base, folder), commands, module,
+                             out, timing)
         rows.append({"task": task, "metric": metric, "value": metrics.get(metric), "folder": str(folder)})
         try:
             shown = show_pipeline(task, folder, data_dir)
@@ -252,7 +288,6 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
             rows[-1]["pipeline_error"] = f"{type(error).__name__}: {error}"
             print(f"pipeline({TASK_SPECS[task][1]!r}) FAILED: {rows[-1]['pipeline_error']}")
 
-    (out / "commands.sh").write_text("#!/usr/bin/env bash\nset -e\n" + "\n".join(commands) + "\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     print(f"\nForge main job finished in {(time.time() - job_started) / 60:.1f} min "
           f"(data: {data_dir}; preset {args.preset}; budget {args.budget})\n")

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+GENERATION_CONFIG_NAME = "generation_config.json"
 
 # auto class -> "module.Class" inside the saved folder; every Forge head, whatever head was saved,
 # so one folder serves AutoModelForSeq2SeqLM and the encoder heads alike.
@@ -65,12 +66,20 @@ CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
         "impl": "pipeline_forge.ForgeSemanticRoleLabelingPipeline",
         "pt": ["AutoModelForTokenClassification"],
     },
+    # transformers still ships these two; the entries (thin subclasses of its own pipelines) make the folder
+    # name its task, so `pipeline(model=FOLDER, trust_remote_code=True)` works without a task, offline,
+    # as it does for the tasks above (a built-in task would otherwise be looked up on the Hub by repo id).
+    "text-classification": {
+        "impl": "pipeline_forge.ForgeTextClassificationPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+    },
+    "token-classification": {
+        "impl": "pipeline_forge.ForgeTokenClassificationPipeline",
+        "pt": ["AutoModelForTokenClassification"],
+    },
 }
-# Tasks that transformers' own pipelines serve for Forge folders as they are.
-BUILTIN_PIPELINE_TASKS: dict[str, str] = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-}
+# Tasks served by transformers' own pipelines without a custom_pipelines entry: none any more (see above).
+BUILTIN_PIPELINE_TASKS: dict[str, str] = {}
 SUPPORTED_TASKS: tuple[str, ...] = tuple(CUSTOM_PIPELINES) + tuple(BUILTIN_PIPELINE_TASKS)
 
 # A torch pickle can run arbitrary code when loaded; Forge folders never hold one.
@@ -177,6 +186,23 @@ def _patch_config(config_path: Path, task: str | None) -> None:
     else:
         config.pop("custom_pipelines", None)
     _write_json_atomic(config_path, config)
+
+
+def _patch_generation_config(path: Path) -> None:
+    """Store the evaluation length limit as ``max_new_tokens``, not ``max_length``.
+
+    Pipeline users call ``summarizer(text, max_new_tokens=40)``; a saved ``max_length`` next to that makes
+    transformers warn on every call that both are set. For an encoder-decoder, ``max_length`` counts the
+    decoder start token, so the same limit is ``max_length - 1`` new tokens.
+    """
+    if not path.is_file():
+        return
+    config = _read_json(path)
+    max_length = config.pop("max_length", None)
+    if max_length is None:
+        return
+    config.setdefault("max_new_tokens", max(int(max_length) - 1, 1))
+    _write_json_atomic(path, config)
 
 
 def _patch_tokenizer_config(folder: Path) -> None:
@@ -295,6 +321,7 @@ def save_hub_folder(
         _write_slow_tokenizer_files(tmp)
         _patch_tokenizer_config(tmp)
         _patch_config(tmp / CONFIG_NAME, task)
+        _patch_generation_config(tmp / GENERATION_CONFIG_NAME)
         for pickled in [p for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]:
             pickled.unlink()  # safetensors only (a pickle can run code when loaded)
         if not is_finished_model_dir(tmp):

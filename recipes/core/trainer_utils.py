@@ -85,7 +85,10 @@ def start_run(training_args: Any) -> Optional[str]:
     """
     from .export import check_output_dir
 
+    from .console import quiet_start
+
     _setup_logging(training_args)
+    quiet_start(training_args)
     set_seed(training_args.seed)
     overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
     check_output_dir(training_args.output_dir, overwrite)
@@ -146,9 +149,14 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     overrides = {**model_args.config_kwargs(), **config_overrides}
     if model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
-        model = auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **_hub_kwargs(model_args)
-        )
+        from .console import report_loading, transformers_quiet
+
+        with transformers_quiet():  # its LOAD REPORT table reads like a failure; report_loading says it plainly
+            model, info = auto_class.from_pretrained(
+                model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
+                **_hub_kwargs(model_args),
+            )
+        report_loading(model, info, model_args.model_name_or_path)
     elif model_args.config_name:
         special = {
             "vocab_size": len(tokenizer),
@@ -188,6 +196,9 @@ def train(trainer: Any, resume_from_checkpoint: Optional[str], num_train_example
     Raises:
         TrainingDivergedError: the NaN guard stopped the run (its message names step and causes).
     """
+    from .console import use_stage_progress
+
+    use_stage_progress(trainer)  # one progress bar; step logs to <output_dir>/train_log.jsonl
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     for callback in trainer.callback_handler.callbacks:
         if isinstance(callback, NaNGuardCallback) and callback.triggered:
