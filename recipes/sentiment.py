@@ -18,7 +18,9 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
-from recipes.core.data import DataValidationError, build_label_list, check_labels, load_raw_datasets, select_samples
+from recipes.core.data import (
+    DataValidationError, build_label_list, check_labels, drop_hidden_labels, load_raw_datasets, select_samples,
+)
 from recipes.core.metrics import classification_metrics
 from recipes.core.tasks import apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
 from recipes.core.trainer_utils import (
@@ -45,6 +47,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     resume = start_run(training_args)
 
     raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
+    raw = drop_hidden_labels(raw, data_args.label_column)  # SST-2 / GLUE test splits carry label -1
     validate_for_task("sentiment", raw, data_args)
 
     # Label set: from the fine-tuned model when it has one that is not the default, else from train.

@@ -34,6 +34,10 @@ def test_readme_tour_runs(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "parameters;" in result.stdout and "Hello 世界" in result.stdout
     assert "summary_text" in result.stdout
+    # the short training learns what the tour says it does: at least one sentence comes back exactly
+    assert "(exact copy)" in result.stdout, result.stdout[-2000:]
+    # and nothing alarming on the way (see tests/test_main_job.py::ALARMING)
+    assert "pin_memory" not in result.stderr and "seem to have been set" not in result.stderr
     folder = tmp_path / "outputs" / "tour-model"
     assert (folder / "model.safetensors").is_file() and (folder / "README.md").is_file()
     assert not list(folder.glob("*.bin"))

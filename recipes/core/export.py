@@ -274,6 +274,7 @@ def save_hub_folder(
     *,
     task: str | None = None,
     overwrite: bool = False,
+    space: bool | str = False,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` as a folder that loads anywhere with ``trust_remote_code=True``.
 
@@ -287,6 +288,9 @@ def save_hub_folder(
             text2text-generation) get a ``custom_pipelines`` entry in config.json.
         overwrite: replace a finished model already in ``output_dir``; without it that raises
             ``OutputDirExistsError``.
+        space: also write ``output_dir/space/`` (``app.py`` + ``requirements.txt`` + Space README): the
+            ``python -m recipes.demo`` page as a Hugging Face Space. True: the app loads this folder; a
+            string: the Hub repo id the Space loads (see ``recipes.demo.write_space``).
 
     Returns:
         The output folder.
@@ -338,6 +342,10 @@ def save_hub_folder(
             _move_into(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if space:
+        from recipes.demo import write_space
+
+        write_space(output_dir, space if isinstance(space, str) else None)
     logger.info("Saved a Hub-ready %s folder (task=%s) to %s", type(model).__name__, task, output_dir)
     return output_dir
 
