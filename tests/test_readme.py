@@ -30,7 +30,7 @@ def test_readme_tour_runs(tmp_path):
     script.write_text("\n".join(tour_blocks()), encoding="utf-8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "parameters;" in result.stdout and "Hello 世界" in result.stdout
     assert "summary_text" in result.stdout

@@ -75,7 +75,7 @@ def group_help(parser: argparse.ArgumentParser, dataclass_types: Sequence[type])
         taken.update(names)
 
     data_cls = next((t for t in dataclass_types if t.__name__.endswith("DataArguments")), None)
-    model_cls = next((t for t in dataclass_types if t.__name__ == "ModelArguments"), None)
+    model_cls = next((t for t in dataclass_types if t.__name__.endswith("ModelArguments")), None)
     if data_cls is not None:
         # the task's own flags (columns, lengths, augmentation) before the data-source flags every recipe shares
         common = next((b for b in data_cls.__mro__ if b.__name__ == "DataArguments"), None)
