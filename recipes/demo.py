@@ -74,6 +74,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     folders = find_task_folders(path)
     if not folders:
         raise SystemExit(f"error: no task folder in {path} (a folder whose config.json names its pipeline task).")
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()  # loading each folder's weights is instant
     print("Tabs: " + ", ".join(f"{task} ({folder})" for task, folder in folders), flush=True)
     build_app(folders).launch(server_name=args.host, server_port=args.port, share=args.share)
 

@@ -1,6 +1,6 @@
 """The main job: raw text -> tokenizer -> pretrained Forge -> five fine-tuned, carded, Hub-ready models.
 
-    python -m recipes.main_job                                   # embedded sample, ~10 minutes on 2 CPU cores
+    python -m recipes.main_job                                   # embedded sample, 7 min on 2 idle CPU cores
     python -m recipes.main_job --data-dir ../shared/data --preset forge-small --budget full
     python -m recipes.main_job --quick                           # smoke mode (the test suite runs this)
 

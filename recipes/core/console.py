@@ -74,9 +74,12 @@ class StageProgressCallback(ProgressCallback):
         self.current_step = 0
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.current_step = 0
+        self.current_step = state.global_step
+        if self.log_file is not None and state.global_step == 0 and state.is_world_process_zero:
+            self.log_file.unlink(missing_ok=True)  # a fresh run starts a fresh log; a resumed one appends
         if self.show_bar and state.is_world_process_zero:
-            self.training_bar = tqdm(total=state.max_steps, desc="training steps", dynamic_ncols=True)
+            self.training_bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training steps",
+                                     dynamic_ncols=True)
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.training_bar is not None:
