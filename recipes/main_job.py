@@ -242,7 +242,8 @@ def _refuse_finished(args: argparse.Namespace, out: Path) -> None:
     finished = [str(folder) for folder in folders if is_finished_model_dir(folder)]
     if finished and not args.overwrite:
         raise SystemExit(
-            f"error: {', '.join(finished)} already hold{'s' if len(finished) == 1 else ''} finished models; add "
+            f"error: {', '.join(finished)} already "
+            f"{'holds a finished model' if len(finished) == 1 else 'hold finished models'}; add "
             "--overwrite_output_dir to train them again (checkpoints and logs are kept), or pass another --output-dir."
         )
 
