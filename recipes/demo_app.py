@@ -24,7 +24,7 @@ import gradio as gr
 from transformers import pipeline
 
 TASK_TITLES = {
-    "text-classification": "Sentiment / classification",
+    "text-classification": "Sentiment",
     "translation": "Translation",
     "summarization": "Summarization",
     "text2text-generation": "Text to text",
@@ -109,7 +109,8 @@ def build_app(folders: list[tuple[str, Path]], title: str = "Forge demo") -> gr.
         gr.Markdown(f"# {title}\nForge models loaded with `pipeline(..., trust_remote_code=True)`.")
         for task, folder in folders:
             handler = _handlers(task, _pipeline_for(task, folder))
-            with gr.Tab(f"{TASK_TITLES.get(task, task)} ({folder.name})"):
+            with gr.Tab(TASK_TITLES.get(task, task)):
+                gr.Markdown(f"Model folder: `{folder}`")
                 run = gr.Button("Run", elem_id=f"{task}-run", variant="primary")
                 if task == "question-answering":
                     question = gr.Textbox(label="Question", elem_id=f"{task}-input")
