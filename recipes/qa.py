@@ -18,7 +18,7 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, QADataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
@@ -26,6 +26,7 @@ from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
 from recipes.core.metrics import squad_score
 from recipes.core.qa_utils import postprocess_qa_predictions, prepare_qa_features
 from recipes.core.tasks import validate_for_task
+from recipes.core.safety import ForgeTrainer
 from recipes.core.trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
@@ -88,7 +89,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         return squad_score(answers, references("validation"))
 
     model_inputs = {split: feats.remove_columns(POSTPROCESS_COLUMNS) for split, feats in features.items()}
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model,
         args=training_args,
         train_dataset=model_inputs.get("train") if training_args.do_train else None,

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any, Optional
 
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
@@ -23,8 +23,9 @@ from recipes.core.data import (
 )
 from recipes.core.metrics import classification_metrics
 from recipes.core.tasks import apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
+from recipes.core.safety import ForgeTrainer
 from recipes.core.trainer_utils import (
-    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+    finish_run, load_folder_config, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         labels = build_label_list(raw["train"], data_args.label_column)
         names = _label_names(data_args, labels)
     else:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+        config = load_folder_config(model_args)
         names = [config.id2label[i] for i in range(config.num_labels)]
         labels = [int(n) if n.isdigit() else n for n in names]
         model_config_labels = names
@@ -96,7 +95,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         features[split] = apply_overlong_policy(mapped, raw, split, data_args.overlong_policy, "max_seq_length", data_args.max_seq_length)
 
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model,
         args=training_args,
         train_dataset=features.get("train") if training_args.do_train else None,

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any, Optional
 
-from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer
+from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SRLDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
@@ -24,8 +24,9 @@ from recipes.core.data import DataValidationError, check_not_empty, first_proble
 from recipes.core.metrics import srl_metrics
 from recipes.core.srl_utils import augment_srl_split, build_srl_label_list, prepare_srl_features, word_tags_from_token_predictions
 from recipes.core.tasks import validate_for_task
+from recipes.core.safety import ForgeTrainer
 from recipes.core.trainer_utils import (
-    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+    finish_run, load_folder_config, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
 
 logger = logging.getLogger(__name__)
@@ -37,9 +38,7 @@ def _label_list(raw: Any, data_args: SRLDataArguments, model_args: ModelArgument
     if "train" in raw:
         splits = [s for s in ("train", "validation") if s in raw and data_args.tags_column in raw[s].column_names]
         return build_srl_label_list([tags for s in splits for tags in raw[s][data_args.tags_column]]), "the data"
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    config = load_folder_config(model_args)
     return [config.id2label[i] for i in range(config.num_labels)], "the model's config"
 
 
@@ -96,7 +95,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     example_rows = {split: feats["example_index"] for split, feats in features.items()}  # dropped rows skipped
     model_inputs = {split: feats.remove_columns(["word_ids", "example_index"]) for split, feats in features.items()}
 
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model,
         args=training_args,
         train_dataset=model_inputs.get("train") if training_args.do_train else None,

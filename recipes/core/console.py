@@ -155,9 +155,7 @@ def report_loading(model: Any, info: Mapping[str, Any], source: str) -> None:
     if body:
         logger.warning("%s lacks %d weights of the network itself, which start from random values: %s. "
                        "Check that it is a Forge model folder.", source, len(body), _modules(body))
-    mismatched = [entry[0] if isinstance(entry, (tuple, list)) else entry for entry in info.get("mismatched_keys") or []]
-    if mismatched:
-        logger.info("Replaced (other size in %s, newly initialised): %s", source, _modules(mismatched))
+    # mismatched sizes are refused or reported by trainer_utils.check_mismatched_weights (--ignore_mismatched_sizes)
     unexpected = list(info.get("unexpected_keys") or [])
     if unexpected:
         logger.info("Not used by %s (weights of another head in %s): %s", type(model).__name__, source, _modules(unexpected))

@@ -15,13 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqTrainer
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 from .args import ForgeSeq2SeqTrainingArguments, ModelArguments, parse_args
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
 from .metrics import decode_generated, seq2seq_metrics
 from .tasks import apply_overlong_policy, tokenize_seq2seq, validate_for_task
+from .safety import ForgeSeq2SeqTrainer
 from .trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
@@ -96,7 +97,7 @@ def run_seq2seq(task: Seq2SeqTask, argv: Optional[list[str]] = None, callbacks: 
             mapped, raw, split, data_args.overlong_policy, "max_source_length", data_args.max_source_length
         )
 
-    trainer = Seq2SeqTrainer(
+    trainer = ForgeSeq2SeqTrainer(
         model=model,
         args=training_args,
         train_dataset=features.get("train") if training_args.do_train else None,
