@@ -78,7 +78,17 @@ def main(argv: Optional[list[str]] = None) -> None:
 
     transformers.utils.logging.disable_progress_bar()  # loading each folder's weights is instant
     print("Tabs: " + ", ".join(f"{task} ({folder})" for task, folder in folders), flush=True)
-    build_app(folders).launch(server_name=args.host, server_port=args.port, share=args.share)
+    app = build_app(folders)
+    for attempt in range(3):
+        try:
+            app.launch(server_name=args.host, server_port=args.port, share=args.share)
+            return
+        except ValueError as error:
+            # gradio probes its own URL with a 3-second timeout to detect Colab-like hosts; a busy machine can miss
+            # it, and gradio then refuses to serve without a public link. The server is fine: close and retry.
+            if "localhost is not accessible" not in str(error) or attempt == 2:
+                raise
+            app.close()
 
 
 if __name__ == "__main__":
