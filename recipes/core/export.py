@@ -139,8 +139,9 @@ def _code_dirs(obj: Any | None, package: str) -> list[Path]:
     try:
         module = __import__(package)
         dirs.append(Path(module.__file__).resolve().parent)
-    except ImportError:
-        pass
+    except ModuleNotFoundError as error:  # absent is fine (a Python without Forge); broken must fail loudly
+        if error.name != package:
+            raise
     return dirs
 
 

@@ -24,6 +24,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
+from .cards import write_model_card
 from .distributed import gathered_model
 from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
@@ -357,12 +358,6 @@ def finish_run(
     trainer.save_metrics("all", all_metrics, combined=False)
     curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)
     if not training_args.do_train:
-        release_run_lock(output_dir)
-        return
-    try:
-        from .cards import write_model_card
-    except ImportError:  # the card writer is optional for a bare checkout
-        logger.warning("recipes.core.cards is not available; no model card written.")
         release_run_lock(output_dir)
         return
     from privacy.dp import card_section
