@@ -18,7 +18,7 @@ import time
 from typing import Any, Optional
 
 import numpy as np
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, QADataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
@@ -26,6 +26,8 @@ from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
 from recipes.core.metrics import squad_score
 from recipes.core.qa_utils import postprocess_qa_predictions, prepare_qa_features
 from recipes.core.tasks import validate_for_task
+from recipes.core.learning_curve import eval_subset
+from recipes.core.trainers import ForgeTrainer  # evaluation in dataset order, also under group_by_length
 from recipes.core.trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
@@ -69,30 +71,41 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         check_not_empty(features[split], split, "after windowing", "Every example was dropped; see the warnings above.")
 
-    def answers_for(split: str, start_logits: np.ndarray, end_logits: np.ndarray) -> tuple[dict, dict]:
-        n = len(features[split])  # distributed evaluation may pad with repeated rows: cut them
+    def answers_for(split: str, start_logits: np.ndarray, end_logits: np.ndarray, examples: Any = None, windows: Any = None) -> tuple[dict, dict]:
+        examples = raw[split] if examples is None else examples
+        windows = features[split] if windows is None else windows
+        n = len(windows)  # distributed evaluation may pad with repeated rows: cut them
         return postprocess_qa_predictions(
-            raw[split], list(features[split].select_columns(POSTPROCESS_COLUMNS)), start_logits[:n], end_logits[:n],
+            examples, list(windows.select_columns(POSTPROCESS_COLUMNS)), start_logits[:n], end_logits[:n],
             n_best_size=data_args.n_best_size, max_answer_length=data_args.max_answer_length,
             version_2_with_negative=version_2, null_score_diff_threshold=data_args.null_score_diff_threshold,
             context_column=data_args.context_column, id_column=data_args.id_column,
         )
 
-    def references(split: str) -> list[dict]:
-        ids, answers = raw[split][data_args.id_column], raw[split][data_args.answer_column]
+    def references(examples: Any) -> list[dict]:
+        ids, answers = examples[data_args.id_column], examples[data_args.answer_column]
         return [{"id": i, "answers": a} for i, a in zip(ids, answers)]
+
+    # Evaluations during training: the first --eval_subset_size questions and their windows (a prefix of both).
+    eval_examples = eval_subset(raw.get("validation"), training_args)
+    eval_windows = features.get("validation")
+    if eval_examples is not None and len(eval_examples) < len(raw["validation"]):
+        kept = set(eval_examples[data_args.id_column])
+        eval_windows = eval_windows.select([i for i, e in enumerate(eval_windows["example_id"]) if e in kept])
 
     def compute_metrics(eval_pred: Any) -> dict[str, float]:
         start_logits, end_logits = eval_pred.predictions[:2]
-        answers, _ = answers_for("validation", start_logits, end_logits)
-        return squad_score(answers, references("validation"))
+        answers, _ = answers_for("validation", start_logits, end_logits, eval_examples, eval_windows)
+        return squad_score(answers, references(eval_examples))
 
     model_inputs = {split: feats.remove_columns(POSTPROCESS_COLUMNS) for split, feats in features.items()}
-    trainer = Trainer(
+    if eval_windows is not None:
+        model_inputs["validation-during-training"] = eval_windows.remove_columns(POSTPROCESS_COLUMNS)
+    trainer = ForgeTrainer(
         model=model,
         args=training_args,
         train_dataset=model_inputs.get("train") if training_args.do_train else None,
-        eval_dataset=model_inputs.get("validation"),
+        eval_dataset=model_inputs.get("validation-during-training"),
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics if "validation" in raw else None,
@@ -107,7 +120,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         answers, nbest = answers_for(split, result.predictions[0], result.predictions[1])
         has_gold = data_args.answer_column in raw[split].column_names
         if has_gold:
-            scores = {f"{prefix}_{k}": v for k, v in squad_score(answers, references(split)).items()}
+            scores = {f"{prefix}_{k}": v for k, v in squad_score(answers, references(raw[split])).items()}
             scores.update({k: v for k, v in result.metrics.items() if k.endswith("_loss")})
             record_metrics(trainer, prefix, scores, metrics)
         rows = []

@@ -14,13 +14,15 @@ import logging
 import time
 from typing import Any, Optional
 
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, build_label_list, check_labels, load_raw_datasets, select_samples
 from recipes.core.metrics import classification_metrics
 from recipes.core.tasks import apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
+from recipes.core.learning_curve import eval_subset
+from recipes.core.trainers import ForgeTrainer  # evaluation in dataset order, also under group_by_length
 from recipes.core.trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
@@ -93,11 +95,11 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         features[split] = apply_overlong_policy(mapped, raw, split, data_args.overlong_policy, "max_seq_length", data_args.max_seq_length)
 
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model,
         args=training_args,
         train_dataset=features.get("train") if training_args.do_train else None,
-        eval_dataset=features.get("validation"),
+        eval_dataset=eval_subset(features.get("validation"), training_args),  # --eval_subset_size during training
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=classification_metrics(len(labels)),

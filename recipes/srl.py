@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any, Optional
 
-from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer
+from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SRLDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
@@ -24,6 +24,8 @@ from recipes.core.data import DataValidationError, check_not_empty, first_proble
 from recipes.core.metrics import srl_metrics
 from recipes.core.srl_utils import augment_srl_split, build_srl_label_list, prepare_srl_features, word_tags_from_token_predictions
 from recipes.core.tasks import validate_for_task
+from recipes.core.learning_curve import eval_subset
+from recipes.core.trainers import ForgeTrainer  # evaluation in dataset order, also under group_by_length
 from recipes.core.trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
@@ -96,11 +98,11 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     example_rows = {split: feats["example_index"] for split, feats in features.items()}  # dropped rows skipped
     model_inputs = {split: feats.remove_columns(["word_ids", "example_index"]) for split, feats in features.items()}
 
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model,
         args=training_args,
         train_dataset=model_inputs.get("train") if training_args.do_train else None,
-        eval_dataset=model_inputs.get("validation"),
+        eval_dataset=eval_subset(model_inputs.get("validation"), training_args),  # --eval_subset_size during training
         processing_class=tokenizer,
         data_collator=DataCollatorForTokenClassification(tokenizer),
         compute_metrics=srl_metrics(dict(enumerate(labels))),

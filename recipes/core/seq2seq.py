@@ -15,13 +15,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq, Seq2SeqTrainer
+from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 
 from .args import ForgeSeq2SeqTrainingArguments, ModelArguments, parse_args
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
 from .metrics import decode_generated, seq2seq_metrics
 from .tasks import apply_overlong_policy, tokenize_seq2seq, validate_for_task
+from .learning_curve import eval_subset
+from .trainers import ForgeSeq2SeqTrainer  # evaluation in dataset order, also under group_by_length
 from .trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
@@ -96,11 +98,11 @@ def run_seq2seq(task: Seq2SeqTask, argv: Optional[list[str]] = None, callbacks: 
             mapped, raw, split, data_args.overlong_policy, "max_source_length", data_args.max_source_length
         )
 
-    trainer = Seq2SeqTrainer(
+    trainer = ForgeSeq2SeqTrainer(
         model=model,
         args=training_args,
         train_dataset=features.get("train") if training_args.do_train else None,
-        eval_dataset=features.get("validation"),
+        eval_dataset=eval_subset(features.get("validation"), training_args),  # --eval_subset_size during training
         processing_class=tokenizer,
         # model= gives decoder_input_ids from the labels, which label smoothing needs (it pops labels)
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),

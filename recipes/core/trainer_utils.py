@@ -143,8 +143,18 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     import modeling  # noqa: F401  (registers Forge with the Auto classes)
     from modeling import ForgeConfig
 
+    if getattr(model_args, "init_embeddings", None) and model_args.model_name_or_path:
+        raise ValueError(
+            "--init_embeddings initialises a model trained from scratch (--config_name); with --model_name_or_path "
+            "it would overwrite the pretrained embeddings. Drop one of the two flags."
+        )
     overrides = {**model_args.config_kwargs(), **config_overrides}
-    if model_args.model_name_or_path:
+    architecture = getattr(model_args, "architecture", "forge")
+    if architecture != "forge" and model_args.model_name_or_path:
+        from .architectures import load_bart_model  # the BART control (--architecture bart)
+
+        model = load_bart_model(model_args, auto_class, tokenizer, None, overrides)
+    elif model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
         model = auto_class.from_pretrained(
             model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **_hub_kwargs(model_args)
@@ -157,7 +167,16 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
             "eos_token_id": tokenizer.eos_token_id,
         }
         config = ForgeConfig.from_pretrained(model_args.config_name, **{**special, **overrides})
-        model = auto_class.from_config(config)
+        if architecture != "forge":
+            from .architectures import load_bart_model
+
+            model = load_bart_model(model_args, auto_class, tokenizer, config, overrides)
+        else:
+            model = auto_class.from_config(config)
+        if getattr(model_args, "init_embeddings", None):
+            from .pretraining import init_embeddings_from_word_vectors
+
+            init_embeddings_from_word_vectors(model, tokenizer, model_args.init_embeddings, seed=0)
         logger.info("Training from scratch: %s with %.2fM parameters", model_args.config_name, model.num_parameters() / 1e6)
     else:
         raise ValueError(
@@ -239,6 +258,9 @@ def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
     hyper["lr_scheduler_type"] = str(hyper.get("lr_scheduler_type", ""))
     for key, value in model_args.config_kwargs().items():
         hyper[f"config.{key}"] = value
+    for key in ("architecture", "init_embeddings"):
+        if getattr(model_args, key, None):
+            hyper[key] = getattr(model_args, key)
     return hyper
 
 
@@ -267,9 +289,14 @@ def finish_run(
 
     output_dir = Path(training_args.output_dir)
     if training_args.do_train:
-        save_hub_folder(
-            trainer.model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
-        )
+        from .architectures import is_forge_model, save_bart_folder
+
+        if is_forge_model(trainer.model):
+            save_hub_folder(
+                trainer.model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
+            )
+        else:  # the BART control (--architecture bart): plain BART weights and config
+            save_bart_folder(trainer.model, tokenizer, output_dir, task=task)
     all_metrics = {**(train_metrics or {}), **metrics}
     trainer.save_metrics("all", all_metrics, combined=False)
     curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)
