@@ -16,7 +16,7 @@ import quality  # noqa: E402
 def test_quality_harness_smoke_records_every_run_resumes_and_renders(tmp_path):
     results = tmp_path / "results" / "quality.jsonl"
     command = [sys.executable, "bench/quality.py", "--smoke", "--runs_dir", str(tmp_path / "runs"),
-               "--results", str(results), "--tasks", "sentiment", "qa", "--second_seed_task", "sentiment"]
+               "--results", str(results), "--tasks", "sentiment", "--second_seed_task", "sentiment"]
     subprocess.run(command, cwd=REPO, check=True, timeout=900)
     records = [json.loads(line) for line in results.read_text().splitlines()]
     keys = [r["key"] for r in records]
@@ -24,13 +24,12 @@ def test_quality_harness_smoke_records_every_run_resumes_and_renders(tmp_path):
     assert {"pretrain/pretrain/forge/seed42", "pretrain/pretrain/bart/seed42"} <= set(keys)
     finetunes = [r for r in records if r["stage"] == "finetune"]
     assert {(r["task"], r["architecture"], r["seed"]) for r in finetunes} == {
-        ("sentiment", "forge", 42), ("sentiment", "bart", 42), ("sentiment", "forge", 43), ("sentiment", "bart", 43),
-        ("qa", "forge", 42), ("qa", "bart", 42)}
+        ("sentiment", "forge", 42), ("sentiment", "bart", 42), ("sentiment", "forge", 43), ("sentiment", "bart", 43)}
     for r in records:
         assert r["rc"] == 0, r["key"]
         assert len(r["loadavg_start"]) == 3 and len(r["loadavg_end"]) == 3 and r["git_commit"] and r["command"]
     for r in finetunes:
-        assert r["value"] is not None and r["metric"] in ("eval_accuracy", "eval_f1") and r["init"] == "pretrained"
+        assert r["value"] is not None and r["metric"] == "eval_accuracy" and r["init"] == "pretrained"
         assert "--architecture " + r["architecture"] in r["command"]
         curve = Path(r["output_dir"]) / "learning_curve.jsonl"
         assert curve.is_file() and r["metric"] in json.loads(curve.read_text().splitlines()[0])
@@ -38,9 +37,9 @@ def test_quality_harness_smoke_records_every_run_resumes_and_renders(tmp_path):
     assert json.loads((Path(bart["output_dir"]) / "config.json").read_text())["model_type"] == "bart"
 
     table = (results.parent / "quality_table.md").read_text()
-    assert "| Forge | BART |" in table and table.count("\n") == 3  # header, rule, two task rows
+    assert "| Forge | BART |" in table and len(table.strip().splitlines()) == 3  # header, rule, one task row
+    assert "(" in table.splitlines()[2]  # two seeds: the mean and both values
     assert (results.parent / "quality_curves" / "learning_curve_sentiment.png").is_file()
-    assert (results.parent / "quality_curves" / "learning_curve_qa.png").is_file()
 
     again = subprocess.run(command, cwd=REPO, check=True, timeout=300, capture_output=True, text=True)
     assert again.stdout.count("[skip]") == len(records) and "[run ]" not in again.stdout  # resumable
