@@ -94,10 +94,16 @@ class Harness:
         self.runs = Path(args.runs_dir)
         self.commit = git_commit()
         self.lock = threading.Lock()
+        self.print_lock = threading.Lock()
         self.env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                     "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
         if args.threads:
             self.env["OMP_NUM_THREADS"] = str(args.threads)
+
+    def say(self, line: str) -> None:
+        """One whole line at a time (runs may finish in parallel threads)."""
+        with self.print_lock:
+            print(line, flush=True)
 
     def recorded(self) -> dict[str, dict]:
         return {r["key"]: r for r in load_records(self.results) if r.get("rc") == 0}
@@ -111,13 +117,17 @@ class Harness:
         """Run ``command`` unless ``key`` is recorded; record and return its row."""
         done = self.recorded()
         if key in done:
-            print(f"[skip] {key} (recorded)")
+            self.say(f"[skip] {key} (recorded)")
             return done[key]
-        print(f"[run ] {key}: {shlex.join(command)}", flush=True)
+        self.say(f"[run ] {key}: {shlex.join(command)}")
         if self.args.dry_run:
             return None
         load_start = os.getloadavg()
-        rc, seconds = _run(command, self.runs / "logs" / (key.replace("/", "_") + ".log"), self.env)
+        if (folder / "all_results.json").is_file() and (folder / "model.safetensors").is_file():
+            # finished before its record was written (the harness was killed in between): record, do not rerun
+            rc, seconds, extra = 0, 0.0, {**extra, "recovered_from_folder": True}
+        else:
+            rc, seconds = _run(command, self.runs / "logs" / (key.replace("/", "_") + ".log"), self.env)
         results = _results_of(folder)
         row = {
             "key": key, **extra, "rc": rc, "wall_s": round(seconds, 1),
@@ -129,7 +139,7 @@ class Harness:
         if "metric" in extra:
             row["value"] = results.get(extra["metric"])
         self.record(row)
-        print(f"[done] {key}: rc={rc} {extra.get('metric', '')}={row.get('value')}", flush=True)
+        self.say(f"[done] {key}: rc={rc} {extra.get('metric', '')}={row.get('value')}")
         return row
 
     # ---------------------------------------------------------------------------------------------------

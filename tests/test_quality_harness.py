@@ -54,3 +54,13 @@ def test_quality_table_puts_forge_and_bart_side_by_side_with_the_seed_spread():
     ]
     table = quality.quality_table(rows)
     assert "| SST-2 sentiment (872) | accuracy | 83 | 81.0 (80.0, 82.0) | 79.5 | 30.0 | 0.1-1.2 |" in table
+
+
+def test_gpu_quality_script_dry_run_lists_the_bf16_runs():
+    """bench/gpu_quality.sh --dry-run (no GPU needed): tokenizer, bf16 pretraining, the five tasks in bf16."""
+    out = subprocess.run(["bash", "bench/gpu_quality.sh", "--dry-run"], cwd=REPO, check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    lines = [line for line in out.splitlines() if line.startswith("[run ]")]
+    assert len(lines) == 7 and "tokenization.train" in lines[0] and "recipes.pretrain" in lines[1]
+    assert all("--bf16 true" in line for line in lines[1:])
+    assert {line.split("-m recipes.")[1].split()[0] for line in lines[2:]} == set(quality.TASKS)
