@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -145,6 +146,29 @@ def run_python_without_forge(code: str, *args: str, timeout: float = LOAD_CHECK_
 def upload_files(folder: Path) -> list[str]:
     """The files that go to the Hub: the folder's top-level, non-hidden files, sorted."""
     return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def check_entry_types(folder: Path, problems: list[str]) -> None:
+    """Only regular files and folders inside ``folder``: a symlink that leaves it (``config.json -> /etc/passwd``)
+    would upload the target's content, and a fifo, socket or device is no model file (reading a fifo blocks)."""
+    root = folder.resolve()
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):
+            continue  # hidden entries are never uploaded
+        if entry.is_symlink():
+            try:
+                target = entry.resolve()
+            except (OSError, RuntimeError):  # a symlink loop
+                problems.append(f"{entry.name} is a symlink that does not resolve (a loop): remove it")
+                continue
+            if target != root and root not in target.parents:
+                problems.append(f"{entry.name} is a symlink to {target}, outside the folder: replace it by a copy of the file")
+                continue
+        mode = entry.stat().st_mode if entry.exists() else None
+        if mode is None:
+            problems.append(f"{entry.name} is a broken symlink: remove it")
+        elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            problems.append(f"{entry.name} is not a regular file or folder (a fifo, socket or device): remove it")
 
 
 def _classes_in(path: Path) -> set[str]:
@@ -330,6 +354,9 @@ def preflight(folder: str | os.PathLike, *, load_check: bool = True) -> tuple[li
     if not folder.is_dir():
         return [f"{folder} is not a folder"], None
     problems: list[str] = []
+    check_entry_types(folder, problems)
+    if problems:  # reading a fifo would block, and a link's target is not ours to read
+        return problems, None
     files = upload_files(folder)
     check_config(folder, problems)
     check_code_files(folder, problems)

@@ -531,8 +531,24 @@ class ForgePreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """transformers' loader, with a broken weights file reported by name (safetensors' own message does not
-        say which file it was reading)."""
+        """transformers' loader, safetensors only (a ``pytorch_model.bin`` is a pickle, which can run code when
+        loaded), with a broken weights file reported by name (safetensors' own message does not say which file
+        it was reading)."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("Forge loads safetensors weights only; use_safetensors=False is not supported.")
+        kwargs["use_safetensors"] = True
+        subfolder = kwargs.get("subfolder")
+        folder = os.path.join(str(pretrained_model_name_or_path), subfolder) if subfolder else str(pretrained_model_name_or_path)
+        if os.path.isfile(os.path.join(folder, "pytorch_model.bin")) and not any(
+            os.path.isfile(os.path.join(folder, name)) for name in ("model.safetensors", "model.safetensors.index.json")
+        ):
+            raise OSError(
+                f"{folder} holds only pytorch_model.bin (a pickle, which can run code when loaded); Forge loads "
+                "model.safetensors only. If the file is yours and you trust it, convert it once:\n"
+                "    model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained(FOLDER))  # your head's class\n"
+                "    model.load_state_dict(torch.load(FOLDER + '/pytorch_model.bin', weights_only=True))\n"
+                "    model.save_pretrained(FOLDER, safe_serialization=True)  # then delete pytorch_model.bin"
+            )
         try:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         except SafetensorError as error:

@@ -6,7 +6,7 @@
 
 Each stage calls the same recipe ``main()`` a user would run from the command line, so this file holds no
 training logic of its own: it only chooses the arguments, runs the stages in order, shows ``pipeline()``
-output for each task from the saved folder (loaded with ``trust_remote_code=True``, as a Hub user would),
+output for each task from the saved folder (loaded with the installed Forge classes, so no code from the folder runs),
 and prints the final table. The exact command of every stage is written to ``<output-dir>/commands.sh``.
 
 The embedded sample (``recipes/sample_data``) is small text written for Forge: numbers on it show that the
@@ -199,11 +199,11 @@ def _pipeline_inputs(task: str, data_dir: Path) -> tuple[Any, dict[str, Any]]:
 
 
 def show_pipeline(task: str, folder: Path, data_dir: Path) -> Any:
-    """Load ``folder`` as a Hub user would and run its pipeline on one validation example."""
-    from transformers import pipeline
+    """Load ``folder`` with the installed Forge classes and run its pipeline on one validation example."""
+    from recipes.core.safety import forge_pipeline
 
     pipeline_task = TASK_SPECS[task][1]
-    pipe = pipeline(pipeline_task, model=str(folder), trust_remote_code=True)
+    pipe = forge_pipeline(pipeline_task, folder)  # the installed Forge classes; the folder's code never runs
     inputs, kwargs = _pipeline_inputs(task, data_dir)
     if task == "qa":
         return pipe(question=inputs["question"], context=inputs["context"], **kwargs)
@@ -211,7 +211,9 @@ def show_pipeline(task: str, folder: Path, data_dir: Path) -> Any:
 
 
 def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str) -> dict:
-    log.append(f"python -m {module} " + " ".join(shlex.quote(a) for a in argv))
+    from recipes.core.safety import redact_argv
+
+    log.append(f"python -m {module} " + shlex.join(redact_argv(argv)))
     started = time.time()
     print(f"\n=== {name}: python -m {module} ... (full command in commands.sh)", flush=True)
     metrics = fn(argv) or {}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import datasets
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, Trainer
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
@@ -37,7 +37,11 @@ from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArgume
 from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.cards import write_model_card
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
+from recipes.core.distributed import gathered_model
 from recipes.core.export import save_hub_folder
+from recipes.core.safety import (
+    ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
+)
 from recipes.core.trainer_utils import check_vocab_matches, start_run, train
 from recipes.core.pretraining import (
     PackedStream,
@@ -156,9 +160,10 @@ def load_or_train_tokenizer(
     if source is None and resume is not None and os.path.isfile(os.path.join(resume, "tokenizer.json")):
         source = resume  # the checkpoint's own tokenizer: retraining could drift with the data
     if source is not None:
+        check_tokenizer_folder(source)
         return AutoTokenizer.from_pretrained(
             source, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
-            token=model_args.token, trust_remote_code=model_args.trust_remote_code,
+            token=model_args.token, trust_remote_code=remote_code_allowed(model_args.trust_remote_code),
         )
     vocab_size = model_args.vocab_size or ForgeConfig.from_pretrained(model_args.config_name).vocab_size
     folder = os.path.join(training_args.output_dir, TOKENIZER_SUBDIR)
@@ -194,9 +199,11 @@ def build_model(
     if model_args.attn_implementation:
         overrides["attn_implementation"] = model_args.attn_implementation
     if model_args.model_name_or_path:
+        check_safetensors_weights(model_args.model_name_or_path)
         model = AutoModelForSeq2SeqLM.from_pretrained(
             model_args.model_name_or_path, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
-            token=model_args.token, trust_remote_code=model_args.trust_remote_code, **overrides,
+            token=model_args.token, trust_remote_code=remote_code_allowed(model_args.trust_remote_code),
+            use_safetensors=True, **overrides,
         )
         check_vocab_matches(model, tokenizer)
     else:
@@ -259,27 +266,6 @@ def prepare_datasets(
     return train, evaluation
 
 
-def gathered_model(trainer: Trainer, model: ForgeForConditionalGeneration) -> Optional[ForgeForConditionalGeneration]:
-    """The trained model with full, unsharded weights on the main process (None on the others).
-
-    Under DDP (or one process) that is ``model`` itself. FSDP and DeepSpeed ZeRO-3 shard the
-    parameters, so the full state dict is gathered (a collective: every process must call this)
-    and loaded into a fresh CPU copy that ``save_hub_folder`` can write as plain safetensors.
-    """
-    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
-        return model
-    state = trainer.accelerator.get_state_dict(trainer.model_wrapped)
-    if not trainer.is_world_process_zero():
-        return None
-    full = ForgeForConditionalGeneration(model.config)
-    missing, unexpected = full.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in full._tied_weights_keys]
-    if missing or unexpected:
-        raise RuntimeError(f"Gathered state dict does not match the model: missing {missing}, unexpected {unexpected}")
-    full.tie_weights()
-    return full
-
-
 def perplexity(loss: float) -> float:
     """exp(loss), inf on overflow. On span-corruption targets (sentinels, masked tokens, </s>)."""
     try:
@@ -288,23 +274,8 @@ def perplexity(loss: float) -> float:
         return float("inf")
 
 
-def _multi_cpu_if_needed() -> None:
-    """Under torchrun on a machine without an accelerator, make transformers use gloo DDP.
-
-    Without ``use_cpu`` transformers 5 sees no distributed setup on CPU, and every rank trains
-    alone on the full data (and all of them write the output folder). ``ACCELERATE_USE_CPU`` is the
-    environment form of ``--use_cpu``; it is read when the TrainingArguments set up devices.
-    """
-    import torch
-
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
-        if os.environ.setdefault("ACCELERATE_USE_CPU", "true").lower() in ("1", "true", "yes"):
-            logger.info("Multi-process run without an accelerator: using CPU DDP (gloo).")
-
-
 def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Run pretraining; returns the final metrics. ``callbacks`` are added to the Trainer's."""
-    _multi_cpu_if_needed()
     model_args, data_args, training_args = parse_args(
         PretrainModelArguments, PretrainDataArguments, PretrainingArguments, args=argv
     )
@@ -341,7 +312,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(
         callbacks or []
     )
-    trainer = Trainer(
+    trainer = ForgeTrainer(
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
     )
@@ -416,7 +387,7 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
         hyper["init_embeddings"] = (f"{model_args.init_embeddings}: coverage {embedding_stats.coverage:.3f} "
                                     f"({embedding_stats.found} tokens), {embedding_stats.method}")
     card_metrics = {k: v for k, v in metrics.items() if k in ("eval_loss", "eval_perplexity")}
-    command = "python -m recipes.pretrain " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m recipes.pretrain " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     curve = out / LOSS_CURVE_NAME
     write_model_card(
         out, model_name=out.name, task="pretraining", metrics=card_metrics,
@@ -428,7 +399,7 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
                  "the packed validation blocks with fixed noise masks."),
     )
     with open(out / "pretraining_summary.json", "w", encoding="utf-8") as f:
-        json.dump({"metrics": metrics, "budget": budget, "hyperparameters": hyper}, f, indent=2, default=str)
+        json.dump({"metrics": metrics, "budget": budget, "hyperparameters": redact_mapping(hyper)}, f, indent=2, default=str)
 
 
 if __name__ == "__main__":

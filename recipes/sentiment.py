@@ -24,7 +24,7 @@ from recipes.core.tasks import apply_overlong_policy, augment_split, tokenize_cl
 from recipes.core.learning_curve import eval_subset
 from recipes.core.trainers import ForgeTrainer  # evaluation in dataset order, also under group_by_length
 from recipes.core.trainer_utils import (
-    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+    finish_run, load_folder_config, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,9 +55,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         labels = build_label_list(raw["train"], data_args.label_column)
         names = _label_names(data_args, labels)
     else:
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+        config = load_folder_config(model_args)
         names = [config.id2label[i] for i in range(config.num_labels)]
         labels = [int(n) if n.isdigit() else n for n in names]
         model_config_labels = names

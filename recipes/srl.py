@@ -27,7 +27,7 @@ from recipes.core.tasks import validate_for_task
 from recipes.core.learning_curve import eval_subset
 from recipes.core.trainers import ForgeTrainer  # evaluation in dataset order, also under group_by_length
 from recipes.core.trainer_utils import (
-    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+    finish_run, load_folder_config, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,9 +39,7 @@ def _label_list(raw: Any, data_args: SRLDataArguments, model_args: ModelArgument
     if "train" in raw:
         splits = [s for s in ("train", "validation") if s in raw and data_args.tags_column in raw[s].column_names]
         return build_srl_label_list([tags for s in splits for tags in raw[s][data_args.tags_column]]), "the data"
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path, trust_remote_code=model_args.trust_remote_code)
+    config = load_folder_config(model_args)
     return [config.id2label[i] for i in range(config.num_labels)], "the model's config"
 
 

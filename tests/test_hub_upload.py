@@ -4,6 +4,7 @@ token never shows. Only the network boundary (huggingface_hub.HfApi) is faked.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -92,6 +93,10 @@ def test_static_preflight_passes_on_a_good_folder(hub_upload, good):
         ("corrupt_weights", [r"model\.safetensors is not a readable safetensors file"]),
         ("token_in_file", [r"notes\.txt contains what looks like a Hugging Face token"]),
         ("tokenizer_backend_class", [r"tokenizer_class is 'TokenizersBackend'"]),
+        ("symlink_out_of_folder", [r"notes\.txt is a symlink to /etc/passwd, outside the folder"]),
+        ("symlinked_folder_out_of_folder", [r"extra is a symlink to /etc, outside the folder"]),
+        ("relative_symlink_escape", [r"vocab\.json is a symlink to .*outside\.json, outside the folder"]),
+        ("fifo", [r"weights\.fifo is not a regular file or folder"]),
     ],
 )
 def test_preflight_names_each_broken_piece(hub_upload, good, breakage, expected):
@@ -116,6 +121,16 @@ def test_preflight_names_each_broken_piece(hub_upload, good, breakage, expected)
         (good / "model.safetensors").write_bytes(data[: len(data) // 3])
     elif breakage == "token_in_file":
         (good / "notes.txt").write_text(f"login with {FAKE_TOKEN}")
+    elif breakage == "symlink_out_of_folder":
+        (good / "notes.txt").symlink_to("/etc/passwd")
+    elif breakage == "symlinked_folder_out_of_folder":
+        (good / "extra").symlink_to("/etc", target_is_directory=True)
+    elif breakage == "relative_symlink_escape":
+        (good.parent / "outside.json").write_text((good / "vocab.json").read_text())
+        (good / "vocab.json").unlink()
+        (good / "vocab.json").symlink_to("../outside.json")
+    elif breakage == "fifo":
+        os.mkfifo(good / "weights.fifo")
     elif breakage == "tokenizer_backend_class":
         tok_config = json.loads((good / "tokenizer_config.json").read_text())
         tok_config["tokenizer_class"] = "TokenizersBackend"
@@ -127,6 +142,12 @@ def test_preflight_names_each_broken_piece(hub_upload, good, breakage, expected)
     for pattern in expected:
         assert any(re.search(pattern, p) for p in problems), (pattern, problems)
     assert not any(FAKE_TOKEN in p for p in problems)
+
+
+def test_symlinks_inside_the_folder_pass(hub_upload, good):
+    (good / "vocab.json").rename(good / "checkpoint-4" / "vocab.json")
+    (good / "vocab.json").symlink_to("checkpoint-4/vocab.json")  # stays inside the folder
+    assert hub_upload.preflight(good, load_check=False) == ([], None)
 
 
 def test_load_check_catches_code_that_breaks_only_when_loaded(hub_upload, good):

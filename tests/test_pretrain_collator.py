@@ -302,3 +302,28 @@ def test_streaming_path_packs_like_the_map_path():
     assert [item["block_id"] for item in items] == list(range(len(expected)))
     batch = SpanCorruptionCollator(tok)(items[:3])  # streamed items collate like map-style ones
     assert batch["input_ids"].shape[0] == 3
+
+
+@pytest.mark.parametrize("source_kind", ["list", "datasets-2-shards"])
+def test_streaming_with_dataloader_workers_yields_each_block_once(source_kind):
+    """Issue 15: --dataloader_num_workers N must not yield every block N times, and block ids (the noise
+    seed) stay unique across workers."""
+    import datasets
+
+    from recipes.core.pretraining import PackedStream
+
+    texts = [f"doc {i} " + "x" * (i % 7) * 5 for i in range(30)]
+    tok = StubTokenizer()
+    if source_kind == "list":
+        source = [{"text": t} for t in texts]
+    else:
+        source = datasets.Dataset.from_dict({"text": texts}).to_iterable_dataset(num_shards=2)
+    stream = PackedStream(source, tok, "text", block_size=16)
+    single = [tuple(item["input_ids"]) for item in stream]
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=2)
+    items = list(loader)
+    ids = [int(item["block_id"]) for item in items]
+    assert len(ids) == len(set(ids)), "two workers gave the same block id"
+    packed_tokens = sorted(int(t) for item in items for t in item["input_ids"])
+    assert packed_tokens == sorted(t for block in single for t in block), "blocks lost or duplicated"
+    assert len(items) <= len(single) + 1  # each worker may end on one partial block

@@ -472,3 +472,40 @@ def test_train_bad_inputs_have_clear_errors(small_corpus, tmp_path):
         list(iter_file_texts(Path(__file__)))
     with pytest.raises(ValueError, match="exactly one of"):
         train_main(base)
+
+
+def test_split_long_runs_keeps_text_and_caps_runs():
+    from tokenization.tokenization_forge_fast import MAX_TRAINING_RUN_CHARS, split_long_runs
+
+    normal = "An ordinary sentence, with words of ordinary length. " * 20
+    assert split_long_runs(normal) == [normal]
+    text = "start " + "x" * 1000 + " middle " + "北" * 300 + "\tend"
+    pieces = split_long_runs(text)
+    assert "".join(pieces) == text
+    runs = [len(run) for piece in pieces for run in re.findall(r"\S+", piece)]
+    assert max(runs) <= MAX_TRAINING_RUN_CHARS and len(pieces) > 1
+
+
+def test_training_on_megabytes_of_unbroken_text_finishes(tmp_path):
+    """1 MB of one ASCII 'word' + 1 MB of unbroken Chinese: before long runs were split, the BPE trainer's merges
+    were quadratic in the run length (> 200 s for 1 MB); the timeout is a generous guard, not a speed figure."""
+    import random
+
+    rng = random.Random(0)
+    ascii_words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(3000)]
+    cjk_words = ["".join(chr(0x4E00 + rng.randint(0, 3000)) for _ in range(rng.randint(1, 4))) for _ in range(3000)]
+    corpus = tmp_path / "unbroken.txt"
+    ascii_line = "".join(rng.choice(ascii_words) for _ in range(250_000))[:1_000_000]
+    cjk_line = "".join(rng.choice(cjk_words) for _ in range(150_000))[:350_000]  # ~1 MB in UTF-8
+    corpus.write_text(ascii_line + "\n" + cjk_line + "\n", encoding="utf-8")
+    out = tmp_path / "tok"
+    cmd = [sys.executable, "-m", "tokenization.train", "--train_file", str(corpus), "--vocab_size", "1000",
+           "--output_dir", str(out), "--no_progress"]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    fast = AutoTokenizer.from_pretrained(out)
+    slow = ForgeTokenizer.from_pretrained(out)
+    sample = ascii_line[:3000] + " " + cjk_line[:1000]
+    ids = fast(sample)["input_ids"]
+    assert ids == slow(sample)["input_ids"] and fast.decode(ids, skip_special_tokens=True) == sample
+    assert len(ids) < 0.8 * len(sample.encode("utf-8"))  # merges were learnt from the long runs

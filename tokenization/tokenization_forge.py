@@ -189,6 +189,26 @@ def write_vocab_and_merges(
     return vocab_path, merges_path
 
 
+def check_vocabulary_present(name_or_path, subfolder: str | None = None) -> None:
+    """Refuse a local folder with no vocabulary (no tokenizer.json, no vocab.json + merges.txt).
+
+    Without this, the fast class would build a blank byte-level tokenizer and a model folder that lacks its
+    tokenizer files would train or predict with ids that mean nothing, without a word.
+    """
+    folder = os.path.join(str(name_or_path), subfolder) if subfolder else str(name_or_path)
+    if not os.path.isdir(folder):
+        return  # a Hub id or a file: transformers reports what is missing
+    if os.path.isfile(os.path.join(folder, "tokenizer.json")) or (
+        os.path.isfile(os.path.join(folder, "vocab.json")) and os.path.isfile(os.path.join(folder, "merges.txt"))
+    ):
+        return
+    raise ValueError(
+        f"{folder} holds no tokenizer vocabulary (no tokenizer.json, no vocab.json + merges.txt). Point "
+        "--tokenizer_name (or from_pretrained) at a trained tokenizer folder, or train one with "
+        "`python -m tokenization.train --train_file CORPUS --vocab_size 16384 --output_dir TOKENIZER_DIR`."
+    )
+
+
 class ForgeTokenizer(PreTrainedTokenizer):
     """Byte-level BPE tokenizer for Forge models, in pure Python (the readable reference).
 
@@ -207,6 +227,12 @@ class ForgeTokenizer(PreTrainedTokenizer):
 
     vocab_files_names = VOCAB_FILES_NAMES
     model_input_names = ["input_ids", "attention_mask"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loader; a local folder without a vocabulary is refused by name."""
+        check_vocabulary_present(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def __init__(
         self,
@@ -322,4 +348,4 @@ class ForgeTokenizer(PreTrainedTokenizer):
         return write_vocab_and_merges(save_directory, self.encoder, merges, filename_prefix)
 
 
-__all__ = ["ForgeTokenizer"]
+__all__ = ["ForgeTokenizer", "check_vocabulary_present"]

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable, Iterator
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, pre_tokenizers, processors
 from tokenizers.models import BPE
@@ -41,8 +43,10 @@ from .tokenization_forge import (
     PAD_TOKEN,
     PRETOKENIZE_PATTERN,
     UNK_TOKEN,
+    _NOT_WS,
     ForgeTokenizer,
     bytes_to_unicode,
+    check_vocabulary_present,
     load_merges,
     sentinels_in_vocab,
     special_tokens_in_order,
@@ -51,6 +55,35 @@ from .tokenization_forge import (
 
 
 logger = logging.get_logger(__name__)
+
+#: Training only: runs of non-whitespace longer than this are cut into pieces before the BPE trainer sees them.
+#: The trainer's merge step costs time proportional to a word's length for every occurrence of a pair in it, so
+#: one unbroken run of n characters (a URL list, base64, CJK text without punctuation) costs O(n^2); pieces of
+#: at most this many characters keep training linear in the corpus. Encoding is unaffected (no token is this long).
+MAX_TRAINING_RUN_CHARS = 128
+_LONG_RUN_START = re.compile(f"{_NOT_WS}{{{MAX_TRAINING_RUN_CHARS + 1}}}")
+_RUN = re.compile(f"{_NOT_WS}+")
+
+
+def split_long_runs(text: str, max_chars: int = MAX_TRAINING_RUN_CHARS) -> list[str]:
+    """``text`` as pieces whose non-whitespace runs are at most ``max_chars`` long; ``"".join(pieces) == text``."""
+    if len(text) <= max_chars or not _LONG_RUN_START.search(text):
+        return [text]
+    pieces, last = [], 0
+    for run in _RUN.finditer(text):
+        for cut in range(run.start() + max_chars, run.end(), max_chars):
+            pieces.append(text[last:cut])
+            last = cut
+    pieces.append(text[last:])
+    return pieces
+
+
+def _training_batches(text_iterator: Iterable) -> Iterator[list[str]]:
+    """Strings or lists of strings -> lists of strings with long runs split (see ``MAX_TRAINING_RUN_CHARS``)."""
+    for item in text_iterator:
+        texts = [item] if isinstance(item, str) else item
+        yield [piece for text in texts for piece in split_long_runs(text)]
+
 
 VOCAB_FILES_NAMES = {"vocab_file": "vocab.json", "merges_file": "merges.txt", "tokenizer_file": "tokenizer.json"}
 
@@ -122,6 +155,13 @@ class ForgeTokenizerFast(PreTrainedTokenizerFast):
     model_input_names = ["input_ids", "attention_mask"]
     slow_tokenizer_class = ForgeTokenizer
     model = BPE
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """transformers' loader; a local folder without a vocabulary is refused by name (it would otherwise
+        give a blank tokenizer; ``ForgeTokenizerFast()`` is the way to ask for one)."""
+        check_vocabulary_present(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def __init__(
         self,
@@ -235,7 +275,8 @@ class ForgeTokenizerFast(PreTrainedTokenizerFast):
                                 new_special_tokens=None, special_tokens_map=None, **kwargs) -> "ForgeTokenizerFast":
         """Train a new vocabulary of ``vocab_size`` tokens (special tokens included) on an iterator of texts.
 
-        Accepts an iterator of strings or of lists of strings. The special tokens keep ids 0..4+N; the 256 byte
+        Accepts an iterator of strings or of lists of strings (runs of non-whitespace longer than
+        ``MAX_TRAINING_RUN_CHARS`` are cut into pieces first, which keeps training linear). The special tokens keep ids 0..4+N; the 256 byte
         symbols are always included, so the result is lossless on any text. Extra keyword arguments
         (``min_frequency``, ``show_progress``, ``limit_alphabet`` ...) go to ``tokenizers.trainers.BpeTrainer``.
         """
@@ -260,7 +301,7 @@ class ForgeTokenizerFast(PreTrainedTokenizerFast):
         backend.normalizer = None
         backend.pre_tokenizer = _pre_tokenizer()
         backend.decoder = decoders.ByteLevel()
-        backend.train_from_iterator(text_iterator, trainer=trainer, length=length)
+        backend.train_from_iterator(_training_batches(text_iterator), trainer=trainer, length=length)
         init_kwargs = {k: v for k, v in self.init_kwargs.items()
                        if k not in ("vocab", "merges", "vocab_file", "merges_file", "tokenizer_file",
                                     "tokenizer_object", "extra_special_tokens", "name_or_path")}

@@ -118,7 +118,14 @@ def load_bart_model(model_args: Any, auto_class: Any, tokenizer: Any, forge_conf
                 f"{config.model_type!r} model; use --architecture {config.model_type} (or train BART from a preset "
                 "with --config_name)."
             )
-        return head.from_pretrained(model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **hub)
+        model, loading_info = head.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
+            use_safetensors=True, **hub,
+        )
+        from .trainer_utils import check_mismatched_weights  # the same rule as for Forge folders
+
+        check_mismatched_weights(loading_info.get("mismatched_keys") or (), model_args)
+        return model
     config = bart_config_from_forge(forge_config)
     model = head(config)
     logger.info("BART control from scratch: %s shape, %.2fM parameters", model_args.config_name, model.num_parameters() / 1e6)
@@ -152,6 +159,9 @@ def save_bart_folder(model: Any, tokenizer: Any, output_dir: str | os.PathLike, 
             pickled.unlink()
         if not export.is_finished_model_dir(tmp):
             raise RuntimeError(f"save_pretrained wrote no safetensors weights into {tmp}; nothing was moved.")
+        from .safety import honour_umask
+
+        honour_umask(tmp)  # mkdtemp made it 0700: other users could not load the model
         export._move_into(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

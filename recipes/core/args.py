@@ -25,6 +25,8 @@ from typing import Any, Optional
 
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 
+from .distributed import prepare_launch
+
 __all__ = [
     "ModelArguments",
     "DataArguments",
@@ -110,6 +112,14 @@ class ModelArguments:
             "(--config_name) only; coverage is logged and written to the model card."
         },
     )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={
+            "help": "Re-initialise weights of --model_name_or_path whose shape differs from the model being built "
+            "(e.g. a classifier with another number of labels, or a --config_overrides that changes d_model). "
+            "Without it such a mismatch is an error that names the weights."
+        },
+    )
     config_overrides: Optional[str] = field(
         default=None,
         metadata={
@@ -125,6 +135,25 @@ class ModelArguments:
     )
     classifier_dropout: Optional[float] = field(
         default=None, metadata={"help": "Override the dropout before task heads (classification/QA/SRL)."}
+    )
+
+    use_lora: bool = field(
+        default=False,
+        metadata={
+            "help": "Fine-tune with PEFT LoRA: low-rank adapters on the attention and feed-forward projections, the "
+            "task head trained in full. The output folder holds the merged model; the adapter alone is in "
+            "<output_dir>/lora_adapter (PeftModel.from_pretrained(base, that folder))."
+        },
+    )
+    lora_r: int = field(default=8, metadata={"help": "--use_lora: rank of the adapters."})
+    lora_alpha: int = field(default=16, metadata={"help": "--use_lora: scaling numerator (the update is alpha/r x BA)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "--use_lora: dropout on the adapters' input."})
+    lora_target_modules: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "--use_lora: comma-separated projections to adapt, from qkv_proj, q_proj, kv_proj, out_proj, "
+            "fc1, fc2 (default: all of them, in every encoder and decoder layer)."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -513,6 +542,7 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
     """
     if not dataclass_types:
         raise ValueError("parse_args needs at least one dataclass type.")
+    prepare_launch()  # before the TrainingArguments set up devices: CPU DDP under torchrun, no FSDP on CPU
     argv = list(sys.argv[1:] if args is None else args)
     parser = HfArgumentParser(dataclass_types)
     if len(argv) == 1 and argv[0].lower().endswith(CONFIG_FILE_SUFFIXES):

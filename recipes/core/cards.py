@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
+from .safety import honour_umask
+
 logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
@@ -322,6 +324,7 @@ def write_model_card(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(redacted)
+        honour_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .safety import honour_umask
+
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
@@ -163,6 +165,7 @@ def _write_json_atomic(path: Path, data: dict) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        honour_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -299,6 +302,7 @@ def save_hub_folder(
             pickled.unlink()  # safetensors only (a pickle can run code when loaded)
         if not is_finished_model_dir(tmp):
             raise RuntimeError(f"save_pretrained wrote no safetensors weights into {tmp}; nothing was moved.")
+        honour_umask(tmp)  # mkdtemp made it 0700: other users could not load the model
         _fsync_tree(tmp)
         if fresh:
             try:

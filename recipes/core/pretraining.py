@@ -22,6 +22,7 @@ Every block therefore carries a ``block_id`` column, and the Trainer must run wi
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -399,9 +400,30 @@ class PackedStream(torch.utils.data.IterableDataset):
                 raise ValueError(f"text column {self.text_column!r} not in stream example keys {list(example)}")
             yield self.tokenizer(example[self.text_column], add_special_tokens=False)["input_ids"]
 
+    def _worker_documents(self) -> tuple[Iterator[list[int]], int, int]:
+        """This DataLoader worker's documents, with (worker id, number of workers).
+
+        Each worker runs its own copy of this object, so without sharding every worker would pack and
+        yield the whole stream (``--dataloader_num_workers N`` = every block N times). A
+        ``datasets.IterableDataset`` shards itself across workers by its files (``num_shards``); any
+        other iterable is split here, round-robin by document.
+        """
+        import datasets
+
+        info = torch.utils.data.get_worker_info()
+        if info is None or info.num_workers <= 1:
+            return self._documents(), 0, 1
+        if isinstance(self.source, datasets.IterableDataset):
+            return self._documents(), info.id, info.num_workers
+        documents = itertools.islice(self._documents(), info.id, None, info.num_workers)
+        return documents, info.id, info.num_workers
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        blocks = pack_token_sequences(self._documents(), self.block_size, self.tokenizer.eos_token_id, self.drop_last)
-        for block_id, block in enumerate(blocks):
+        documents, worker_id, num_workers = self._worker_documents()
+        blocks = pack_token_sequences(documents, self.block_size, self.tokenizer.eos_token_id, self.drop_last)
+        for local_id, block in enumerate(blocks):
+            # Interleaved ids stay unique across workers (the collator seeds each block's noise from it).
+            block_id = local_id * num_workers + worker_id
             item = {"input_ids": block, "block_id": block_id}
             if self.eval_noise_epoch is not None:
                 item[EVAL_NOISE_EPOCH_COLUMN] = self.eval_noise_epoch

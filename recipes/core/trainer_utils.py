@@ -24,6 +24,8 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
+from .distributed import gathered_model
+from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,10 @@ __all__ = [
     "start_run",
     "last_complete_checkpoint",
     "load_tokenizer",
+    "load_folder_config",
     "load_model",
     "check_vocab_matches",
+    "check_mismatched_weights",
     "train",
     "write_predictions",
     "prediction_splits",
@@ -111,8 +115,16 @@ def _hub_kwargs(model_args: Any) -> dict[str, Any]:
         "cache_dir": model_args.cache_dir,
         "revision": model_args.model_revision,
         "token": model_args.token,
-        "trust_remote_code": model_args.trust_remote_code,
+        # a folder's own Python files never run while Forge is installed (recipes.core.safety)
+        "trust_remote_code": remote_code_allowed(model_args.trust_remote_code),
     }
+
+
+def load_folder_config(model_args: Any) -> Any:
+    """The config of ``--model_name_or_path`` through the installed Forge classes (labels of a fine-tuned model)."""
+    import modeling  # noqa: F401  (registers ForgeConfig with AutoConfig before the folder is read)
+
+    return AutoConfig.from_pretrained(model_args.model_name_or_path, **_hub_kwargs(model_args))
 
 
 def load_tokenizer(model_args: Any) -> Any:
@@ -126,6 +138,7 @@ def load_tokenizer(model_args: Any) -> Any:
             "(--config_name forge-tiny), --tokenizer_name with a trained tokenizer folder "
             "(python -m tokenization.train ...)."
         )
+    check_tokenizer_folder(name)
     tokenizer = AutoTokenizer.from_pretrained(name, **_hub_kwargs(model_args))
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"The tokenizer from {name} is not a fast tokenizer; the recipes need offsets and word ids.")
@@ -150,15 +163,21 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
         )
     overrides = {**model_args.config_kwargs(), **config_overrides}
     architecture = getattr(model_args, "architecture", "forge")
+    if model_args.model_name_or_path:
+        check_safetensors_weights(model_args.model_name_or_path)
     if architecture != "forge" and model_args.model_name_or_path:
         from .architectures import load_bart_model  # the BART control (--architecture bart)
 
         model = load_bart_model(model_args, auto_class, tokenizer, None, overrides)
     elif model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
-        model = auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, **_hub_kwargs(model_args)
+        # Load with mismatches allowed, then decide: a silently re-initialised pretrained weight is a wrong result.
+        model, loading_info = auto_class.from_pretrained(
+            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
+            use_safetensors=True,
+            **_hub_kwargs(model_args),
         )
+        check_mismatched_weights(loading_info.get("mismatched_keys") or (), model_args)
     elif model_args.config_name:
         special = {
             "vocab_size": len(tokenizer),
@@ -184,7 +203,29 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
             "forge-tiny / forge-small, to train from scratch)."
         )
     check_vocab_matches(model, tokenizer)
+    if getattr(model_args, "use_lora", False):
+        from .lora import apply_lora
+
+        model = apply_lora(model, model_args)
     return model
+
+
+def check_mismatched_weights(mismatched: Any, model_args: Any) -> None:
+    """Refuse pretrained weights whose shape differs from the model being built, unless
+    ``--ignore_mismatched_sizes`` asked for them to be re-initialised (as in transformers' example scripts)."""
+    mismatched = sorted(mismatched)
+    if not mismatched:
+        return
+    described = ", ".join(f"{name} {tuple(old)} -> {tuple(new)}" for name, old, new in mismatched[:8])
+    more = f" and {len(mismatched) - 8} more" if len(mismatched) > 8 else ""
+    if not getattr(model_args, "ignore_mismatched_sizes", False):
+        raise ValueError(
+            f"{len(mismatched)} weight(s) of {model_args.model_name_or_path} do not fit the model being built: "
+            f"{described}{more} (checkpoint shape -> model shape). This comes from a different number of labels or a "
+            "config override (--config_overrides, --config_name). Pass --ignore_mismatched_sizes to re-initialise "
+            "them (they are then trained from scratch), or drop the override."
+        )
+    logger.warning("Re-initialised %d mismatched weight(s) (--ignore_mismatched_sizes): %s%s", len(mismatched), described, more)
 
 
 def check_vocab_matches(model: Any, tokenizer: Any) -> None:
@@ -261,6 +302,11 @@ def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
     for key in ("architecture", "init_embeddings"):
         if getattr(model_args, key, None):
             hyper[key] = getattr(model_args, key)
+    if getattr(model_args, "use_lora", False):
+        from .lora import DEFAULT_TARGET_NAMES
+
+        hyper.update({"lora_r": model_args.lora_r, "lora_alpha": model_args.lora_alpha, "lora_dropout": model_args.lora_dropout,
+                      "lora_target_modules": model_args.lora_target_modules or ",".join(DEFAULT_TARGET_NAMES)})
     return hyper
 
 
@@ -283,20 +329,25 @@ def finish_run(
     ``task`` is the pipeline task (text-classification, translation, summarization, question-answering,
     semantic-role-labeling); ``metrics`` are the measured evaluation results (``eval_*``) for the card.
     """
+    # Every process takes part in the FSDP / ZeRO-3 gather before the non-main ones leave.
+    final_model = gathered_model(trainer, trainer.model) if training_args.do_train else None
     if not trainer.is_world_process_zero():
         return
     from .export import save_hub_folder
+    from .lora import is_lora_model, save_adapter_and_merge
 
     output_dir = Path(training_args.output_dir)
+    if final_model is not None and is_lora_model(final_model):
+        final_model = save_adapter_and_merge(final_model, output_dir, model_args.model_name_or_path)
     if training_args.do_train:
         from .architectures import is_forge_model, save_bart_folder
 
-        if is_forge_model(trainer.model):
+        if is_forge_model(final_model):
             save_hub_folder(
-                trainer.model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
+                final_model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
             )
         else:  # the BART control (--architecture bart): plain BART weights and config
-            save_bart_folder(trainer.model, tokenizer, output_dir, task=task)
+            save_bart_folder(final_model, tokenizer, output_dir, task=task)
     all_metrics = {**(train_metrics or {}), **metrics}
     trainer.save_metrics("all", all_metrics, combined=False)
     curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)
@@ -309,7 +360,7 @@ def finish_run(
         return
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
-    command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(list(argv if argv is not None else sys.argv[1:]))
+    command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     write_model_card(
         output_dir,
         model_name=output_dir.name,

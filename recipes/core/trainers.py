@@ -13,8 +13,9 @@ from __future__ import annotations
 from typing import Any
 
 from torch.utils.data import SequentialSampler
-from transformers import Seq2SeqTrainer, Trainer
 from transformers.trainer_utils import has_length
+
+from . import safety  # the recipes' Trainers keep their arguments as redacted JSON (recipes/core/safety.py)
 
 __all__ = ["ForgeTrainer", "ForgeSeq2SeqTrainer"]
 
@@ -28,9 +29,9 @@ class _OrderedEvaluation:
         return super()._get_eval_sampler(eval_dataset)
 
 
-class ForgeTrainer(_OrderedEvaluation, Trainer):
-    """``transformers.Trainer`` with evaluation in dataset order (also under ``group_by_length``)."""
+class ForgeTrainer(_OrderedEvaluation, safety.ForgeTrainer):
+    """``recipes.core.safety.ForgeTrainer`` with evaluation in dataset order (also under ``group_by_length``)."""
 
 
-class ForgeSeq2SeqTrainer(_OrderedEvaluation, Seq2SeqTrainer):
-    """``transformers.Seq2SeqTrainer`` with evaluation in dataset order (also under ``group_by_length``)."""
+class ForgeSeq2SeqTrainer(_OrderedEvaluation, safety.ForgeSeq2SeqTrainer):
+    """``recipes.core.safety.ForgeSeq2SeqTrainer`` with evaluation in dataset order (also under ``group_by_length``)."""
