@@ -71,7 +71,10 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         check_not_empty(features[split], split, "after windowing", "Every example was dropped; see the warnings above.")
 
-    def answers_for(split: str, start_logits: np.ndarray, end_logits: np.ndarray, examples: Any = None, windows: Any = None) -> tuple[dict, dict]:
+    def answers_for(
+        split: str, start_logits: np.ndarray, end_logits: np.ndarray, examples: Any = None, windows: Any = None
+    ) -> tuple[dict, dict]:
+        """Answers for ``split`` (or for the given subset of its examples and their windows)."""
         examples = raw[split] if examples is None else examples
         windows = features[split] if windows is None else windows
         n = len(windows)  # distributed evaluation may pad with repeated rows: cut them

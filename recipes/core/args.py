@@ -108,8 +108,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "GloVe / word2vec text file: embedding rows of vocabulary tokens found there are initialised "
-            "from it (padded or projected to d_model, scaled to init_std). Models trained from scratch "
-            "(--config_name) only; coverage is logged and written to the model card."
+            "from it (padded or projected to d_model, scaled to the model's own token-embedding init). Models "
+            "trained from scratch (--config_name) only; coverage is logged and written to the model card."
         },
     )
     ignore_mismatched_sizes: bool = field(

@@ -152,6 +152,8 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     initialised, a head of another size is replaced) or, without it, from scratch with the preset or
     config of ``--config_name`` sized to the tokenizer. ``config_overrides`` (num_labels, id2label,
     ...) and the dropout knobs / ``--config_overrides`` of ``model_args`` are applied to the config.
+    ``--architecture bart`` builds the BART control of the same shape instead (``recipes/core/architectures.py``);
+    ``--init_embeddings`` fills embedding rows from word vectors (from scratch only).
     """
     import modeling  # noqa: F401  (registers Forge with the Auto classes)
     from modeling import ForgeConfig
