@@ -62,7 +62,9 @@ folder, samples = sys.argv[1], json.loads(sys.argv[2])
 try:
     import modeling  # noqa: F401
     forge_importable = True
-except ImportError:
+except ModuleNotFoundError as error:  # absent (the point of the check); a broken Forge must still fail loudly
+    if error.name != "modeling":
+        raise
     forge_importable = False
 import torch
 import transformers

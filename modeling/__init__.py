@@ -59,14 +59,12 @@ def preset_parameter_counts() -> dict[str, int]:
     return counts
 
 
-# --- Pipeline hook (filled by the pipeline engineer) --------------------------------------------------------------
-# `pipeline_forge.py` may not exist yet, and model folders loaded with trust_remote_code never run this file.
-try:
-    from . import pipeline_forge  # noqa: F401
-except ImportError:
-    pipeline_forge = None
-else:
-    pipeline_forge.register_pipelines()  # forge-summarization, forge-question-answering, semantic-role-labeling, ...
+# Pipelines for the tasks transformers 5 removed: forge-summarization, forge-question-answering,
+# semantic-role-labeling, ... Imported unconditionally, so that a broken pipeline file fails `import modeling` loudly
+# instead of leaving `pipeline()` without them. (Model folders loaded with trust_remote_code never run this file.)
+from . import pipeline_forge  # noqa: E402
+
+pipeline_forge.register_pipelines()
 
 
 __all__ = [

@@ -45,7 +45,7 @@ TOKENIZER_AUTO_MAP: dict[str, list[str | None]] = {
 }
 TOKENIZER_CLASS = "ForgeTokenizerFast"
 
-MODEL_CODE_FILES: tuple[str, ...] = ("configuration_forge.py", "modeling_forge.py", "pipeline_forge.py")
+MODEL_CODE_FILES: tuple[str, ...] = ("configuration_forge.py", "modeling_forge.py", "mixers_forge.py", "pipeline_forge.py")
 TOKENIZER_CODE_FILES: tuple[str, ...] = ("tokenization_forge.py", "tokenization_forge_fast.py")
 CODE_FILES: tuple[str, ...] = MODEL_CODE_FILES + TOKENIZER_CODE_FILES
 TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", TOKENIZER_CONFIG_NAME, "vocab.json", "merges.txt")
@@ -130,8 +130,9 @@ def _code_dirs(obj: Any | None, package: str) -> list[Path]:
     try:
         module = __import__(package)
         dirs.append(Path(module.__file__).resolve().parent)
-    except ImportError:
-        pass
+    except ModuleNotFoundError as error:  # absent is fine (a Python without Forge); broken must fail loudly
+        if error.name != package:
+            raise
     return dirs
 
 
