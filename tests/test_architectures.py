@@ -146,7 +146,9 @@ def test_token_embeddings_are_not_drowned_by_the_sinusoidal_positions_at_init(pr
     config = ForgeConfig.from_pretrained(preset, vocab_size=4096)
     model = ForgeForConditionalGeneration(config)
     encoder = model.model.encoder
-    tokens = model.model.shared.weight * encoder.embed_scale
+    import torch
+
+    tokens = encoder.embed_tokens(torch.arange(config.vocab_size)).detach()  # the scaled embedding the encoder adds
     positions = encoder.embed_positions(0, 128)
     token_rms, position_rms = tokens.pow(2).mean().sqrt().item(), positions.pow(2).mean().sqrt().item()
     assert token_rms == pytest.approx(1.0, rel=0.05) and token_rms > position_rms
