@@ -115,9 +115,10 @@ def test_init_embeddings_rows_come_from_the_vectors_in_a_fine_tuning_recipe(tmp_
 
 
 def test_init_embeddings_with_a_pretrained_model_is_refused(tmp_path, tokenizer_dir):
+    (tmp_path / "v.txt").write_text("the 0.1 0.2\n")
     with pytest.raises(ValueError, match="--init_embeddings initialises a model trained from scratch"):
         sentiment.main(COMMON[2:] + _files("sentiment") + ["--model_name_or_path", tokenizer_dir, "--max_steps", "1",
-                                                           "--output_dir", str(tmp_path / "x"), "--init_embeddings", "v.txt"])
+                                                           "--output_dir", str(tmp_path / "x"), "--init_embeddings", str(tmp_path / "v.txt")])
 
 
 def test_periodic_evaluation_writes_a_learning_curve_on_a_subset(tmp_path, tokenizer_dir):
