@@ -444,8 +444,11 @@ class ForgePreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
 
     def _init_weights(self, module: nn.Module) -> None:
-        """Normal(0, init_std) for linear and embedding weights, zero biases, unit norms; rebuild position tables."""
+        """Normal(0, init_std) for linear weights and learned positions, Normal(0, config.token_embedding_std()) for
+        the token embedding, zero biases, unit norms; rebuild position tables."""
         super()._init_weights(module)
+        if isinstance(module, nn.Embedding) and not isinstance(module, ForgeLearnedPositions):  # the token embedding
+            init.normal_(module.weight, mean=0.0, std=self.config.token_embedding_std())
         init_mixer_weights(module, self.config.init_std)  # conv kernels and GRU/LSTM weights, if any
         if isinstance(module, ForgeSinusoidalPositions):
             init.copy_(module.table, sinusoidal_table(module.table.shape[0], module.dim))

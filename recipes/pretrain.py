@@ -241,7 +241,13 @@ def build_model(
                     "Forge tokenizers put <pad> <s> </s> first (ids 0 1 2): retrain the tokenizer with "
                     "tokenization.train."
                 )
-        model = ForgeForConditionalGeneration(config)
+        if model_args.architecture == "bart":  # the BART control of the same shape (recipes/core/architectures.py)
+            from recipes.core.architectures import bart_config_from_forge
+            from transformers import BartForConditionalGeneration
+
+            model = BartForConditionalGeneration(bart_config_from_forge(config))
+        else:
+            model = ForgeForConditionalGeneration(config)
     input_len, target_len = corrupted_lengths(
         data_args.block_size, data_args.noise_density, data_args.mean_noise_span_length
     )
@@ -345,7 +351,9 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
     )
-    if training_args.process_index == 0:
+    from recipes.core.architectures import is_forge_model, save_bart_folder
+
+    if training_args.process_index == 0 and is_forge_model(model):
         type(model.config).register_for_auto_class()  # checkpoints then carry config auto_map + code
         type(model).register_for_auto_class("AutoModelForSeq2SeqLM")
         type(tokenizer).register_for_auto_class("AutoTokenizer")
@@ -370,7 +378,10 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     final = gathered_model(trainer, model)  # every process takes part (FSDP / ZeRO-3 gather)
     if trainer.is_world_process_zero():
         # overwrite=True: start_run already refused a finished folder unless --overwrite_output_dir
-        save_or_rescue(save_hub_folder, final, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
+        if is_forge_model(final):
+            save_or_rescue(save_hub_folder, final, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
+        else:  # --architecture bart: plain BART weights and config
+            save_or_rescue(save_bart_folder, final, tokenizer, training_args.output_dir, task=HUB_TASK)
         _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
                     started, argv, pii_reports=pii_reports)
         release_run_lock(training_args.output_dir)
@@ -393,6 +404,7 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
     data_name = data_args.dataset_name or ", ".join(str(p) for p in data_args.data_files().values())
     hyper = {
         "config": model_args.model_name_or_path or model_args.config_name,
+        "architecture": model_args.architecture,
         "parameters": f"{model.num_parameters() / 1e6:.2f}M",
         "vocab_size": len(tokenizer),
         "objective": f"T5 span corruption (noise_density {data_args.noise_density}, "

@@ -48,6 +48,11 @@ class QARecipe(TaskRecipe):
 
     encode_desc = "windowing"
 
+    def training_eval_dataset(self, validation: Any) -> Any:
+        # EM/F1 during training read every validation window with its example, so --eval_subset_size is not
+        # applied here: evaluations during training score the whole split.
+        return validation
+
     def prepare(self) -> dict[str, Any]:
         self.drop_unusable_labels(self.data_args.answer_column, lambda v: isinstance(v, dict), "answer_column")
         self.version_2 = self.data_args.version_2_with_negative

@@ -161,7 +161,7 @@ def test_init_embeddings_rows_equal_padded_glove_vectors(tokenizer_dir, shared_d
     raw = torch.tensor(np.stack([vectors[tokenizer.decode([i]).strip().lower()] for i in stats.token_ids]),
                        dtype=torch.float64)
     padded = torch.nn.functional.pad(raw, (0, 14))
-    expected = padded * (model.config.init_std / padded.pow(2).mean().sqrt())
+    expected = padded * (model.config.token_embedding_std() / padded.pow(2).mean().sqrt())
     rows = model.get_input_embeddings().weight[stats.token_ids].double()
     torch.testing.assert_close(rows, expected, rtol=1e-5, atol=1e-7)
     assert torch.equal(rows[:, 50:], torch.zeros_like(rows[:, 50:]))

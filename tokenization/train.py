@@ -97,6 +97,8 @@ def _column(record: object, text_column: str, where: str) -> str:
     value = record[text_column]
     if value is None:
         return ""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return " ".join(value)  # pre-split words (e.g. an SRL `tokens` column)
     if not isinstance(value, str):
         raise ValueError(f"{where}: column {text_column!r} holds {type(value).__name__}, not text")
     return value
@@ -203,6 +205,14 @@ class TrainTokenizerArguments:
         default=None, metadata={"help": "One or more corpus files: .txt (a text per line), .json/.jsonl, .csv, .parquet."}
     )
     text_column: str = field(default="text", metadata={"help": "Column holding the text (json/csv/parquet/datasets)."})
+    text_columns: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Several columns, all of whose texts train one vocabulary (replaces --text_column). A task "
+            "tokenizer: e.g. `--train_file translation/train.jsonl --text_columns de en` trains a joint "
+            "source+target vocabulary; a column of word lists (SRL tokens) is read as the words joined by spaces."
+        },
+    )
     dataset_name: str | None = field(
         default=None, metadata={"help": "A `datasets` dataset: a local folder/script or a Hub name (instead of --train_file)."}
     )
@@ -214,7 +224,9 @@ class TrainTokenizerArguments:
         default=DEFAULT_NUM_SENTINELS, metadata={"help": "Number of <extra_id_i> sentinel tokens (span corruption)."}
     )
     min_frequency: int = field(default=2, metadata={"help": "Minimum pair frequency for a merge."})
-    max_samples: int | None = field(default=None, metadata={"help": "Train on at most this many texts."})
+    max_samples: int | None = field(
+        default=None, metadata={"help": "Train on at most this many texts (of each column, with --text_columns)."}
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Overwrite a tokenizer already in --output_dir."}
     )
@@ -231,20 +243,18 @@ def corpus_from_args(args: TrainTokenizerArguments) -> Iterator[str]:
     """The training texts that ``args`` describe (files or dataset), capped at ``max_samples``."""
     if bool(args.train_file) == bool(args.dataset_name):
         raise ValueError("pass exactly one of --train_file or --dataset_name")
+    columns = list(args.text_columns or [args.text_column])
     if args.train_file:
         for path in args.train_file:  # check all files up front, before a long training run
             if not Path(path).is_file():
                 raise FileNotFoundError(f"training file not found: {path}")
-        texts: Iterator[str] = itertools.chain.from_iterable(
-            iter_file_texts(path, args.text_column) for path in args.train_file
-        )
+        def column_texts(column: str) -> Iterator[str]:
+            return itertools.chain.from_iterable(iter_file_texts(path, column) for path in args.train_file)
     else:
-        texts = iter_dataset_texts(
-            args.dataset_name, args.dataset_config_name, args.split, args.text_column, args.streaming
-        )
-    if args.max_samples is not None:
-        texts = itertools.islice(texts, args.max_samples)
-    return texts
+        def column_texts(column: str) -> Iterator[str]:
+            return iter_dataset_texts(args.dataset_name, args.dataset_config_name, args.split, column, args.streaming)
+    # --max_samples caps each column, so a joint vocabulary sees the same rows of every column
+    return itertools.chain.from_iterable(itertools.islice(column_texts(c), args.max_samples) for c in columns)
 
 
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool) -> None:

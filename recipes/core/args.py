@@ -99,6 +99,23 @@ class ModelArguments:
             "forge package is not installed). Only enable for sources you trust."
         },
     )
+    architecture: str = field(
+        default="forge",
+        metadata={
+            "help": "Which network to train: 'forge' or 'bart' (transformers' own BART of the same shape as the "
+            "Forge preset/config, through the same data path, tokenizer and Trainer settings: the control that "
+            "tells a Forge defect from a budget limit). With --model_name_or_path, a folder of that architecture.",
+            "choices": ["forge", "bart"],
+        },
+    )
+    init_embeddings: Optional[str] = field(
+        default=None,
+        metadata={
+            "help": "GloVe / word2vec text file: embedding rows of vocabulary tokens found there are initialised "
+            "from it (padded or projected to d_model, scaled to the model's own token-embedding init). Models "
+            "trained from scratch (--config_name) only; coverage is logged and written to the model card."
+        },
+    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={
@@ -143,6 +160,10 @@ class ModelArguments:
             "fc1, fc2, in_proj (conv mixers) (default: all of them, in every encoder and decoder layer)."
         },
     )
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("forge", "bart"):
+            raise ValueError(f"--architecture must be 'forge' or 'bart', got {self.architecture!r}.")
 
     def config_kwargs(self) -> dict[str, Any]:
         """Config keyword overrides collected from the dropout knobs and --config_overrides."""
@@ -473,8 +494,9 @@ class SRLDataArguments(DataArguments):
 # Training
 # --------------------------------------------------------------------------------------------
 _RUN_HELP = {
-    "max_train_minutes": "Wall-clock training budget in minutes: training stops at the first step past it, then "
-    "the final evaluation and save run as usual (the stated budget of a measured run).",
+    "max_train_minutes": "Training budget in minutes of wall-clock training time (evaluations during training are "
+    "not counted): training stops at the first step past it, then the final evaluation and save run as usual "
+    "(the stated budget of a measured run).",
     "overwrite_output_dir": (
         "Allow writing into an --output_dir that already holds a finished model, and start a fresh run there "
         "instead of resuming its checkpoints. Without it the recipe refuses to replace a model, and resumes "
@@ -505,6 +527,16 @@ class ForgeRunArguments:
     stop_on_nan: bool = field(default=True, metadata={"help": _RUN_HELP["stop_on_nan"]})
     max_train_minutes: Optional[float] = field(
         default=None, metadata={"help": _RUN_HELP["max_train_minutes"]}
+    )
+    eval_every_minutes: Optional[float] = field(
+        default=None,
+        metadata={"help": "Evaluate every N minutes of training time (evaluation time not counted) and append "
+                  "each result to <output_dir>/learning_curve.jsonl: the points of a metric-vs-minutes curve."},
+    )
+    eval_subset_size: Optional[int] = field(
+        default=None,
+        metadata={"help": "Evaluations during training use only the first N validation examples (cheap curve "
+                  "points); the final evaluation still uses the whole validation split."},
     )
 
 

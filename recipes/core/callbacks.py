@@ -125,7 +125,12 @@ class CopyCodeFilesCallback(TrainerCallback):
             return
         try:
             from publishing.export import copy_code_files
+            from recipes.core.architectures import copy_tokenizer_code, is_forge_model
 
+            model = kwargs.get("model")
+            if model is not None and not is_forge_model(model):
+                copy_tokenizer_code(checkpoint)  # the BART control: its config stays plain BART
+                return
             copy_code_files(checkpoint, task=self.task)
         except Exception as err:  # the checkpoint itself is fine; only stand-alone loading is affected
             logger.warning("Could not copy the code files into %s: %s", checkpoint, err)
@@ -252,12 +257,19 @@ class TimeBudgetCallback(TrainerCallback):
     def __init__(self, minutes: float) -> None:
         self.seconds = 60.0 * minutes
         self.started: Optional[float] = None
+        self.eval_seconds = 0.0  # evaluations during training do not use up the training budget
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.started = time.monotonic()
+        self.eval_seconds = 0.0
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        runtime = next((v for k, v in (metrics or {}).items() if k.endswith("_runtime")), None)
+        if isinstance(runtime, (int, float)):
+            self.eval_seconds += float(runtime)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.started is not None and time.monotonic() - self.started >= self.seconds:
+        if self.started is not None and time.monotonic() - self.started - self.eval_seconds >= self.seconds:
             logger.info("Training budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step)
             control.should_training_stop = True
         return control
@@ -286,6 +298,11 @@ def build_callbacks(
         callbacks.append(NaNGuardCallback())
     if getattr(training_args, "max_train_minutes", None):
         callbacks.append(TimeBudgetCallback(training_args.max_train_minutes))
+    if getattr(training_args, "eval_every_minutes", None):
+        from .learning_curve import PeriodicEvalCallback, TrainingClock
+
+        clock = TrainingClock()
+        callbacks += [clock, PeriodicEvalCallback(training_args.eval_every_minutes, clock)]
     if metric is not None:
         early = configure_early_stopping(training_args, metric, greater_is_better)
         if early is not None:

@@ -23,7 +23,8 @@ from .args import ForgeTrainingArguments, ModelArguments, parse_args
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
 from .registry import TaskSpec
-from .safety import ForgeTrainer
+from .learning_curve import eval_subset
+from .trainers import ForgeTrainer  # evaluation in dataset order, also under group_by_length
 from .tasks import apply_overlong_policy, validate_for_task
 from .trainer_utils import (
     finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
@@ -77,6 +78,14 @@ class TaskRecipe:
         return train
 
     # -- features ---------------------------------------------------------------------------------------------
+    def training_eval_dataset(self, validation: Any) -> Any:
+        """What evaluations during training run on: the first ``--eval_subset_size`` rows (learning curves).
+
+        The final evaluation still reads the whole split. A task whose metric needs more than the rows (QA: the
+        windows' examples) overrides this.
+        """
+        return eval_subset(validation, self.training_args)
+
     def encode_function(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
         """``(function, extra map kwargs)`` for ``Dataset.map(batched=True)`` over a raw split."""
         raise NotImplementedError
@@ -147,7 +156,7 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
         model=model,
         args=training_args,
         train_dataset=inputs.get("train") if training_args.do_train else None,
-        eval_dataset=inputs.get("validation"),
+        eval_dataset=recipe.training_eval_dataset(inputs.get("validation")),
         processing_class=tokenizer,
         data_collator=recipe.collator(tokenizer, model),
         compute_metrics=recipe.compute_metrics(tokenizer),

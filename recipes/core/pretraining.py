@@ -499,8 +499,9 @@ def init_embeddings_from_word_vectors(
       D x d_model matrix drawn from ``seed``), which keeps dot products inside the projected
       subspace;
 
-    then multiply by one global scale ``s = init_std / rms(mapped V)`` so the rows have the
-    magnitude of the model's own initialisation (GloVe entries are ~0.4, init_std is ~0.02;
+    then multiply by one global scale ``s = std / rms(mapped V)`` so the rows have the magnitude of
+    the model's own token-embedding initialisation (GloVe entries are ~0.4; ``std`` is
+    ``config.token_embedding_std()`` for Forge, ``init_std`` otherwise;
     without rescaling the initialised rows would dominate the tied output layer). One scalar keeps
     the geometry (cosine similarities) of the vectors. Unfound rows keep their random init.
     """
@@ -520,7 +521,9 @@ def init_embeddings_from_word_vectors(
             rows.append(vec)
     considered = sum(1 for i in range(min(vocab_size, len(tokenizer))) if i not in special)
     coverage = len(token_ids) / max(considered, 1)
-    init_std = float(getattr(model.config, "init_std", 0.02))
+    # the magnitude of the model's own token-embedding init (Forge: ForgeConfig.token_embedding_std)
+    std_of = getattr(model.config, "token_embedding_std", None)
+    init_std = float(std_of() if callable(std_of) else getattr(model.config, "init_std", 0.02))
     if not rows:
         logger.warning("--init_embeddings: no vocabulary token found in %s (coverage 0.0)", path)
         return EmbeddingInitStats(vocab_size, 0, 0.0, dim, d_model, "none", 0.0, [])

@@ -18,7 +18,7 @@ from transformers import DataCollatorForSeq2Seq
 from .args import ForgeSeq2SeqTrainingArguments
 from .driver import TaskRecipe, run_task
 from .metrics import decode_generated, seq2seq_metrics
-from .safety import ForgeSeq2SeqTrainer
+from .trainers import ForgeSeq2SeqTrainer  # evaluation in dataset order, also under group_by_length
 from .tasks import tokenize_seq2seq
 
 logger = logging.getLogger(__name__)

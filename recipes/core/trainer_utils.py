@@ -173,13 +173,26 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     initialised, a head of another size is replaced) or, without it, from scratch with the preset or
     config of ``--config_name`` sized to the tokenizer. ``config_overrides`` (num_labels, id2label,
     ...) and the dropout knobs / ``--config_overrides`` of ``model_args`` are applied to the config.
+    ``--architecture bart`` builds the BART control of the same shape instead (``recipes/core/architectures.py``);
+    ``--init_embeddings`` fills embedding rows from word vectors (from scratch only).
     """
     import modeling  # noqa: F401  (registers Forge with the Auto classes)
     from modeling import ForgeConfig
 
+    if getattr(model_args, "init_embeddings", None) and model_args.model_name_or_path:
+        raise ValueError(
+            "--init_embeddings initialises a model trained from scratch (--config_name); with --model_name_or_path "
+            "it would overwrite the pretrained embeddings. Drop one of the two flags."
+        )
     overrides = {**model_args.config_kwargs(), **config_overrides}
+    architecture = getattr(model_args, "architecture", "forge")
     if model_args.model_name_or_path:
         check_safetensors_weights(model_args.model_name_or_path)
+    if architecture != "forge" and model_args.model_name_or_path:
+        from .architectures import load_bart_model  # the BART control (--architecture bart)
+
+        model = load_bart_model(model_args, auto_class, tokenizer, None, overrides)
+    elif model_args.model_name_or_path:
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
         from .console import report_loading, transformers_quiet
 
@@ -200,7 +213,16 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
             "eos_token_id": tokenizer.eos_token_id,
         }
         config = ForgeConfig.from_pretrained(model_args.config_name, **{**special, **overrides})
-        model = auto_class.from_config(config)
+        if architecture != "forge":
+            from .architectures import load_bart_model
+
+            model = load_bart_model(model_args, auto_class, tokenizer, config, overrides)
+        else:
+            model = auto_class.from_config(config)
+        if getattr(model_args, "init_embeddings", None):
+            from .pretraining import init_embeddings_from_word_vectors
+
+            init_embeddings_from_word_vectors(model, tokenizer, model_args.init_embeddings, seed=0)
         logger.info("Training from scratch: %s with %.2fM parameters", model_args.config_name, model.num_parameters() / 1e6)
     else:
         raise ValueError(
@@ -313,6 +335,9 @@ def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
     hyper["lr_scheduler_type"] = str(hyper.get("lr_scheduler_type", ""))
     for key, value in model_args.config_kwargs().items():
         hyper[f"config.{key}"] = value
+    for key in ("architecture", "init_embeddings"):
+        if getattr(model_args, key, None):
+            hyper[key] = getattr(model_args, key)
     if getattr(model_args, "use_lora", False):
         from .lora import DEFAULT_TARGET_NAMES
 
@@ -353,9 +378,13 @@ def finish_run(
     if final_model is not None and is_lora_model(final_model):
         final_model = save_adapter_and_merge(final_model, output_dir, model_args.model_name_or_path)
     if training_args.do_train:
-        save_or_rescue(  # a failed save (disk full) keeps the model in a rescue folder and says where
-            save_hub_folder, final_model, tokenizer, output_dir, task=task, overwrite=True  # start_run guarded it
-        )
+        from .architectures import is_forge_model, save_bart_folder
+
+        # a failed save (disk full) keeps the model in a rescue folder and says where; start_run guarded overwriting
+        if is_forge_model(final_model):
+            save_or_rescue(save_hub_folder, final_model, tokenizer, output_dir, task=task, overwrite=True)
+        else:  # the BART control (--architecture bart): plain BART weights and config
+            save_or_rescue(save_bart_folder, final_model, tokenizer, output_dir, task=task)
     all_metrics = {**(train_metrics or {}), **metrics}
     trainer.save_metrics("all", all_metrics, combined=False)
     curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)

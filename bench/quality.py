@@ -1,0 +1,356 @@
+"""The quality table of issue 13 in one command: pretraining, then every task with Forge and the BART control.
+
+    python bench/quality.py --data_dir ../shared/data --runs_dir outputs/quality \
+        --results bench/results/quality_cpu.jsonl                       # the full CPU table (hours; see --help)
+    python bench/quality.py ... --second_seed_task sentiment           # plus a second seed on one task (spread)
+    python bench/quality.py --smoke --runs_dir /tmp/q --results /tmp/q/r.jsonl   # seconds, on the sample data
+    python bench/quality.py render --results bench/results/quality_cpu.jsonl     # README table + curves only
+
+Stages: (1) a tokenizer trained on the pretraining corpus; (2) pretraining of each architecture for at most
+``--pretrain_minutes`` (shared by all tasks; skipped with ``--from_scratch``); (3) for every task, architecture
+and seed, fine-tuning for at most ``--finetune_minutes`` of training time, with an evaluation every
+``--eval_every_minutes`` on the first ``--eval_subset_size`` validation examples (the learning curve) and a
+final evaluation on the FULL validation split. Each run appends one JSON line to ``--results`` when it ends:
+task, architecture, seed, minutes, metric and value, every eval metric, load average at start and end, the
+exact command and the git commit. Rerunning the same command skips runs already recorded and lets an
+interrupted run resume from its last checkpoint (the recipes do that by themselves). At the end it writes
+the markdown table (Forge and BART side by side) and one learning-curve PNG per task next to ``--results``.
+
+Measure with nothing else running (the load average is recorded so a reader can check).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+from finetune_table import TASKS as PUBLISHED  # noqa: E402  (row labels, metric names, published figures)
+
+# task -> (recipe module, headline metric, issue-13 CPU goal, recipe flags)
+TASKS: dict[str, tuple[str, str, float, list[str]]] = {
+    "sentiment": ("recipes.sentiment", "eval_accuracy", 83.0, ["--max_seq_length", "128"]),
+    "translation": ("recipes.translation", "eval_bleu", 28.0, [
+        "--source_lang", "de", "--target_lang", "en", "--max_source_length", "64", "--max_target_length", "64",
+        "--label_smoothing_factor", "0.1", "--num_beams", "4", "--val_max_target_length", "64"]),
+    "summarization": ("recipes.summarization", "eval_rougeL", 24.0, [
+        "--max_source_length", "512", "--max_target_length", "64", "--num_beams", "4", "--val_max_target_length", "64"]),
+    "qa": ("recipes.qa", "eval_f1", 35.0, ["--max_seq_length", "384", "--doc_stride", "128"]),
+    "srl": ("recipes.srl", "eval_f1", 55.0, ["--max_seq_length", "128"]),
+}
+ARCH_NAMES = {"forge": "Forge", "bart": "BART"}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def load_records(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def run_key(stage: str, task: str, architecture: str, seed: int) -> str:
+    return f"{stage}/{task}/{architecture}/seed{seed}"
+
+
+def _run(command: list[str], log: Path, env: dict[str, str]) -> tuple[int, float]:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"\n$ {shlex.join(command)}\n")
+        handle.flush()
+        rc = subprocess.run(command, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, env=env).returncode
+    return rc, time.time() - started
+
+
+def _results_of(folder: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("train_results.json", "eval_results.json", "all_results.json"):
+        if (folder / name).is_file():
+            out.update(json.loads((folder / name).read_text(encoding="utf-8")))
+    return out
+
+
+class Harness:
+    """Runs the stages in order, recording each finished run and skipping recorded ones."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.results = Path(args.results)
+        self.runs = Path(args.runs_dir)
+        self.commit = git_commit()
+        self.lock = threading.Lock()
+        self.print_lock = threading.Lock()
+        self.env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                    "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
+        if args.threads:
+            self.env["OMP_NUM_THREADS"] = str(args.threads)
+
+    def say(self, line: str) -> None:
+        """One whole line at a time (runs may finish in parallel threads)."""
+        with self.print_lock:
+            print(line, flush=True)
+
+    def recorded(self) -> dict[str, dict]:
+        return {r["key"]: r for r in load_records(self.results) if r.get("rc") == 0}
+
+    def record(self, row: dict) -> None:
+        self.results.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock, open(self.results, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(row) + "\n")
+
+    def execute(self, key: str, command: list[str], folder: Path, extra: dict) -> Optional[dict]:
+        """Run ``command`` unless ``key`` is recorded; record and return its row."""
+        done = self.recorded()
+        if key in done:
+            self.say(f"[skip] {key} (recorded)")
+            return done[key]
+        self.say(f"[run ] {key}: {shlex.join(command)}")
+        if self.args.dry_run:
+            return None
+        load_start = os.getloadavg()
+        if (folder / "all_results.json").is_file() and (folder / "model.safetensors").is_file():
+            # finished before its record was written (the harness was killed in between): record, do not rerun
+            rc, seconds, extra = 0, 0.0, {**extra, "recovered_from_folder": True}
+        else:
+            rc, seconds = _run(command, self.runs / "logs" / (key.replace("/", "_") + ".log"), self.env)
+        results = _results_of(folder)
+        row = {
+            "key": key, **extra, "rc": rc, "wall_s": round(seconds, 1),
+            "train_minutes": round(results.get("train_runtime", 0.0) / 60, 2),
+            "loadavg_start": [round(x, 2) for x in load_start], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+            "command": shlex.join(command), "git_commit": self.commit, "output_dir": str(folder),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "results": results,
+        }
+        if "metric" in extra:
+            row["value"] = results.get(extra["metric"])
+        self.record(row)
+        self.say(f"[done] {key}: rc={rc} {extra.get('metric', '')}={row.get('value')}")
+        return row
+
+    # ---------------------------------------------------------------------------------------------------
+    def common(self, seed: int) -> list[str]:
+        a = self.args
+        flags = ["--report_to", "none", "--disable_tqdm", "true", "--seed", str(seed), "--dataloader_pin_memory", "false",
+                 "--logging_steps", str(a.logging_steps), "--save_strategy", "steps", "--save_steps", str(a.save_steps),
+                 "--save_total_limit", "1"]
+        return flags
+
+    def tokenizer(self) -> Path:
+        a = self.args
+        folder = self.runs / "tokenizer"
+        command = [sys.executable, "-m", "tokenization.train", "--train_file", f"{a.data_dir}/pretrain/train.jsonl",
+                   "--vocab_size", str(a.vocab_size), "--output_dir", str(folder), "--no_progress", "true",
+                   "--overwrite_output_dir", "true"]
+        if a.tokenizer_samples:
+            command += ["--max_samples", str(a.tokenizer_samples)]
+        self.execute("tokenizer/pretrain/any/seed0", command, folder, {"stage": "tokenizer"})
+        return folder
+
+    def pretrain(self, architecture: str, tokenizer: Path) -> Path:
+        a = self.args
+        folder = self.runs / f"pretrained-{architecture}"
+        command = [sys.executable, "-m", "recipes.pretrain", "--architecture", architecture,
+                   "--train_file", f"{a.data_dir}/pretrain/train.jsonl",
+                   "--validation_file", f"{a.data_dir}/pretrain/validation.jsonl", "--config_name", a.preset,
+                   "--tokenizer_name", str(tokenizer), "--block_size", str(a.block_size), "--max_steps", "1000000",
+                   "--max_train_minutes", str(a.pretrain_minutes), "--per_device_train_batch_size", str(a.batch_size),
+                   "--learning_rate", str(a.pretrain_learning_rate), "--warmup_steps", "100",
+                   "--eval_strategy", "no", "--output_dir", str(folder), *self.common(a.seeds[0]), *a.extra_pretrain]
+        self.execute(run_key("pretrain", "pretrain", architecture, a.seeds[0]), command, folder,
+                     {"stage": "pretrain", "task": "pretrain", "architecture": architecture, "seed": a.seeds[0],
+                      "minutes": a.pretrain_minutes, "metric": "eval_loss"})
+        return folder
+
+    def finetune(self, task: str, architecture: str, seed: int, base: Optional[Path], tokenizer: Path) -> None:
+        a = self.args
+        module, metric, _, flags = TASKS[task]
+        init = "pretrained" if base is not None else "scratch"
+        folder = self.runs / f"{task}-{architecture}-{init}-seed{seed}"
+        start = ["--model_name_or_path", str(base)] if base is not None else ["--config_name", a.preset, "--tokenizer_name", str(tokenizer)]
+        command = [sys.executable, "-m", module, "--architecture", architecture, *start,
+                   "--train_file", f"{a.data_dir}/{task}/train.jsonl", "--validation_file", f"{a.data_dir}/{task}/validation.jsonl",
+                   "--do_train", "--do_eval", "--num_train_epochs", "1000", "--max_train_minutes", str(a.finetune_minutes),
+                   "--learning_rate", str(a.learning_rate), "--weight_decay", "0.01", "--warmup_steps", str(a.warmup_steps),
+                   "--per_device_train_batch_size", str(a.batch_size), "--per_device_eval_batch_size", str(a.batch_size * 2),
+                   "--eval_strategy", "no", "--eval_every_minutes", str(a.eval_every_minutes),
+                   "--eval_subset_size", str(a.eval_subset_size), "--output_dir", str(folder),
+                   *self.common(seed), *flags, *a.extra_finetune]
+        self.execute(run_key(f"finetune-{init}", task, architecture, seed), command, folder,
+                     {"stage": "finetune", "task": task, "architecture": architecture, "seed": seed, "init": init,
+                      "minutes": a.finetune_minutes, "metric": metric})
+
+    def run(self) -> None:
+        a = self.args
+        tokenizer = self.tokenizer()
+        bases: dict[str, Optional[Path]] = {}
+        for architecture in a.architectures:
+            bases[architecture] = None if a.from_scratch else self.pretrain(architecture, tokenizer)
+        jobs = [
+            (task, architecture, seed)
+            for task in a.tasks
+            for seed in list(a.seeds) + ([a.seeds[0] + 1] if task == a.second_seed_task else [])
+            for architecture in a.architectures
+        ]
+        if a.parallel > 1:  # one accelerator, several small runs at once (bench/gpu_quality.sh)
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=a.parallel) as pool:
+                for future in [pool.submit(self.finetune, t, arch, s, bases[arch], tokenizer) for t, arch, s in jobs]:
+                    future.result()
+        else:
+            for task, architecture, seed in jobs:
+                self.finetune(task, architecture, seed, bases[architecture], tokenizer)
+        if not a.dry_run:
+            render(self.results, a.tasks)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Rendering: README table and learning curves
+# ---------------------------------------------------------------------------------------------------------
+def quality_table(records: list[dict], tasks: Optional[list[str]] = None) -> str:
+    """Markdown: one row per task, Forge and BART side by side (mean of seeds, spread when there are two)."""
+    finished = [r for r in records if r.get("stage") == "finetune" and r.get("rc") == 0 and r.get("value") is not None]
+    latest: dict[str, dict] = {r["key"]: r for r in finished}  # a rerun replaces an earlier record
+    lines = ["| task (validation split) | metric | goal | Forge | BART | minutes | load avg (start-end) |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for task in tasks or list(TASKS):
+        _, metric, goal, _ = TASKS[task]
+        rows = [r for r in latest.values() if r["task"] == task]
+        if not rows:
+            continue
+        cells = []
+        for architecture in ("forge", "bart"):
+            values = [r["value"] for r in rows if r["architecture"] == architecture]
+            if not values:
+                cells.append("-")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.1f}")
+            else:
+                mean = sum(values) / len(values)
+                cells.append(f"{mean:.1f} ({', '.join(f'{v:.1f}' for v in values)})")
+        label = PUBLISHED.get(task, (task,))[0]
+        minutes = max(r.get("train_minutes", 0) for r in rows)
+        loads = f"{min(r['loadavg_start'][0] for r in rows):.1f}-{max(r['loadavg_end'][0] for r in rows):.1f}"
+        lines.append(f"| {label} | {metric.removeprefix('eval_')} | {goal:g} | {cells[0]} | {cells[1]} | {minutes:.1f} | {loads} |")
+    return "\n".join(lines)
+
+
+def plot_curves(records: list[dict], out_dir: Path) -> list[Path]:
+    """One PNG per task: headline metric vs training minutes, a line per (architecture, seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from recipes.core.learning_curve import read_learning_curve
+
+    written = []
+    runs = [r for r in records if r.get("stage") == "finetune" and r.get("rc") == 0]
+    for task in sorted({r["task"] for r in runs}):
+        metric = TASKS[task][1]
+        fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+        try:
+            for r in sorted((r for r in runs if r["task"] == task), key=lambda r: r["key"]):
+                points = [(p["train_minutes"], p[metric]) for p in read_learning_curve(r["output_dir"]) if metric in p]
+                label = f"{ARCH_NAMES.get(r['architecture'], r['architecture'])} seed {r['seed']} ({r.get('init', '')})"
+                if points:
+                    ax.plot(*zip(*points), marker=".", label=f"{label}, validation subset")
+                if r.get("value") is not None:
+                    ax.scatter([r.get("train_minutes", 0)], [r["value"]], marker="*", s=120, label=f"{label}, full validation")
+            ax.axhline(TASKS[task][2], color="grey", linestyle="--", label="issue-13 CPU goal")
+            ax.set_xlabel("training minutes (evaluation excluded)")
+            ax.set_ylabel(metric.removeprefix("eval_"))
+            ax.set_title(task)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            fig.tight_layout()
+            path = out_dir / f"learning_curve_{task}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path)
+            written.append(path)
+        finally:
+            plt.close(fig)
+    return written
+
+
+def render(results: Path, tasks: Optional[list[str]] = None) -> str:
+    records = load_records(results)
+    table = quality_table(records, tasks)
+    stem = results.with_suffix("")
+    (stem.parent / f"{stem.name}_table.md").write_text(table + "\n", encoding="utf-8")
+    plot_curves(records, stem.parent / f"{stem.name}_curves")
+    print(table)
+    return table
+
+
+# ---------------------------------------------------------------------------------------------------------
+def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--runs_dir", default="outputs/quality", help="model folders and logs")
+    parser.add_argument("--results", default="bench/results/quality_cpu.jsonl", help="JSONL, one record per run")
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--architectures", nargs="+", default=["forge", "bart"], choices=["forge", "bart"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42])
+    parser.add_argument("--second_seed_task", choices=list(TASKS), default=None,
+                        help="also run this task with seed+1 (the run-to-run spread)")
+    parser.add_argument("--preset", default="forge-small")
+    parser.add_argument("--vocab_size", type=int, default=16384)
+    parser.add_argument("--tokenizer_samples", type=int, default=None)
+    parser.add_argument("--from_scratch", action="store_true", help="skip pretraining")
+    parser.add_argument("--pretrain_minutes", type=float, default=60.0)
+    parser.add_argument("--finetune_minutes", type=float, default=30.0)
+    parser.add_argument("--eval_every_minutes", type=float, default=3.0)
+    parser.add_argument("--eval_subset_size", type=int, default=200)
+    parser.add_argument("--block_size", type=int, default=256)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=5e-4)
+    parser.add_argument("--pretrain_learning_rate", type=float, default=2e-3)
+    parser.add_argument("--warmup_steps", type=float, default=50)
+    parser.add_argument("--logging_steps", type=int, default=25)
+    parser.add_argument("--save_steps", type=int, default=500, help="checkpoint interval (resume after an interruption)")
+    parser.add_argument("--parallel", type=int, default=1, help="fine-tuning runs at once (1 on a 2-core CPU)")
+    parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of each run (default: all cores)")
+    parser.add_argument("--extra_finetune", nargs=argparse.REMAINDER, default=[])
+    parser.add_argument("--extra_pretrain", default=[], type=shlex.split)
+    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    parser.add_argument("--smoke", action="store_true",
+                        help="seconds-long end-to-end check: sample data, forge-tiny, tiny budgets and slices")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.data_dir = str(REPO / "recipes" / "sample_data")
+        args.preset, args.vocab_size, args.block_size, args.batch_size = "forge-tiny", 1000, 64, 4
+        args.pretrain_minutes, args.finetune_minutes, args.eval_every_minutes = 0.03, 0.02, 0.005
+        args.eval_subset_size, args.save_steps, args.logging_steps = 4, 5, 1
+        args.extra_pretrain = ["--max_train_samples", "40", "--max_eval_samples", "8"] + list(args.extra_pretrain)
+        args.extra_finetune = ["--max_train_samples", "24", "--max_eval_samples", "6"] + list(args.extra_finetune)
+        args.threads = args.threads or 1
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "render":
+        args = parse(argv[1:])
+        render(Path(args.results), args.tasks)
+        return
+    Harness(parse(argv)).run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""bench/quality.py end to end in seconds (--smoke: sample data, forge-tiny, tiny budgets): records, resume, table."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+import quality  # noqa: E402
+
+
+@pytest.mark.xdist_group("subprocess-heavy")
+def test_quality_harness_smoke_records_every_run_resumes_and_renders(tmp_path):
+    results = tmp_path / "results" / "quality.jsonl"
+    command = [sys.executable, "bench/quality.py", "--smoke", "--runs_dir", str(tmp_path / "runs"),
+               "--results", str(results), "--tasks", "sentiment", "--second_seed_task", "sentiment"]
+    subprocess.run(command, cwd=REPO, check=True, timeout=900)
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    keys = [r["key"] for r in records]
+    assert keys[0] == "tokenizer/pretrain/any/seed0"
+    assert {"pretrain/pretrain/forge/seed42", "pretrain/pretrain/bart/seed42"} <= set(keys)
+    finetunes = [r for r in records if r["stage"] == "finetune"]
+    assert {(r["task"], r["architecture"], r["seed"]) for r in finetunes} == {
+        ("sentiment", "forge", 42), ("sentiment", "bart", 42), ("sentiment", "forge", 43), ("sentiment", "bart", 43)}
+    for r in records:
+        assert r["rc"] == 0, r["key"]
+        assert len(r["loadavg_start"]) == 3 and len(r["loadavg_end"]) == 3 and r["git_commit"] and r["command"]
+    for r in finetunes:
+        assert r["value"] is not None and r["metric"] == "eval_accuracy" and r["init"] == "pretrained"
+        assert "--architecture " + r["architecture"] in r["command"]
+        curve = Path(r["output_dir"]) / "learning_curve.jsonl"
+        assert curve.is_file() and r["metric"] in json.loads(curve.read_text().splitlines()[0])
+    bart = next(r for r in finetunes if r["architecture"] == "bart")
+    assert json.loads((Path(bart["output_dir"]) / "config.json").read_text())["model_type"] == "bart"
+
+    table = (results.parent / "quality_table.md").read_text()
+    assert "| Forge | BART |" in table and len(table.strip().splitlines()) == 3  # header, rule, one task row
+    assert "(" in table.splitlines()[2]  # two seeds: the mean and both values
+    assert (results.parent / "quality_curves" / "learning_curve_sentiment.png").is_file()
+
+    again = subprocess.run(command, cwd=REPO, check=True, timeout=300, capture_output=True, text=True)
+    assert again.stdout.count("[skip]") == len(records) and "[run ]" not in again.stdout  # resumable
+    assert len(results.read_text().splitlines()) == len(records)
+
+
+def test_quality_table_puts_forge_and_bart_side_by_side_with_the_seed_spread():
+    rows = [
+        {"key": k, "stage": "finetune", "rc": 0, "task": "sentiment", "architecture": a, "seed": s, "value": v,
+         "train_minutes": 30.0, "loadavg_start": [0.1, 0, 0], "loadavg_end": [1.2, 0, 0]}
+        for k, a, s, v in (("a", "forge", 42, 80.0), ("b", "forge", 43, 82.0), ("c", "bart", 42, 79.5))
+    ]
+    table = quality.quality_table(rows)
+    assert "| SST-2 sentiment (872) | accuracy | 83 | 81.0 (80.0, 82.0) | 79.5 | 30.0 | 0.1-1.2 |" in table
+
+
+def test_gpu_quality_script_dry_run_lists_the_bf16_runs():
+    """bench/gpu_quality.sh --dry-run (no GPU needed): tokenizer, bf16 pretraining, the five tasks in bf16."""
+    out = subprocess.run(["bash", "bench/gpu_quality.sh", "--dry-run"], cwd=REPO, check=True, capture_output=True,
+                         text=True, timeout=120).stdout
+    lines = [line for line in out.splitlines() if line.startswith("[run ]")]
+    assert len(lines) == 7 and "tokenization.train" in lines[0] and "recipes.pretrain" in lines[1]
+    assert all("--bf16 true" in line for line in lines[1:])
+    assert {line.split("-m recipes.")[1].split()[0] for line in lines[2:]} == set(quality.TASKS)
