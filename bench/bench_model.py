@@ -43,6 +43,7 @@ import transformers
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
 from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration, ForgeForSequenceClassification
+from recipes.core.mfu import train_flops  # one FLOP count for the bench and the pretraining recipe's MFU
 
 
 STRUCTURAL_DIFFERENCES = [
@@ -238,22 +239,7 @@ def matmul_fn(m: int, k: int, n: int, device, dtype: str, repeats: int) -> tuple
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def train_flops(config: ForgeConfig, batch: int, src: int, tgt: int) -> float:
-    """Model FLOPs of one training step (forward + backward = 3 x forward), the same count for Forge and BART."""
-    d, h_enc, h_dec = config.d_model, config.encoder_ffn_dim, config.decoder_ffn_dim
-    enc_tokens, dec_tokens = batch * src, batch * tgt
-    encoder = config.encoder_layers * (
-        2 * enc_tokens * (4 * d * d + 2 * d * h_enc)  # q, k, v, out projections + feed-forward
-        + 4 * batch * src * src * d  # scores + weighted values, bidirectional
-    )
-    decoder = config.decoder_layers * (
-        2 * dec_tokens * (4 * d * d + 2 * d * d + 2 * d * h_dec)  # self q/k/v/out, cross q/out, feed-forward
-        + 2 * enc_tokens * 2 * d * d  # cross-attention k, v of the encoder output
-        + 2 * batch * tgt * tgt * d  # causal self-attention (half of the full square)
-        + 4 * batch * tgt * src * d  # cross-attention scores + values
-    )
-    lm_head = 2 * dec_tokens * d * config.vocab_size
-    return 3.0 * (encoder + decoder + lm_head)
+# train_flops lives in recipes/core/mfu.py: the pretraining recipe logs MFU with the same count.
 
 
 def live_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> int:

@@ -1,0 +1,81 @@
+"""Speed-related code that tests can pin without timing anything: the MFU formula and peak table, the NaN guard's
+single reduced check, the chunked cross-entropy (equal to the plain path) and decoding fast paths (same tokens)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_tester import tiny_config
+
+from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration
+from recipes.core.callbacks import _first_non_finite_parameter
+from recipes.core.mfu import mfu, peak_flops, train_flops
+
+
+# --------------------------------------------------------------------------------------------------------------
+# MFU
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, tflops",
+    [
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA A100 80GB PCIe", 312.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA L40S", 362.0),  # not mistaken for an L4
+    ],
+)
+def test_peak_from_device_name(name, tflops):
+    assert peak_flops(name) == tflops * 1e12
+
+
+@pytest.mark.parametrize("name", [None, "", "cpu", "Tesla T4", "Intel(R) Xeon(R)"])
+def test_unknown_device_reports_no_mfu(name):
+    assert peak_flops(name) is None
+    assert mfu(1e9, 100.0, name) is None
+
+
+def test_train_flops_is_6_x_matmul_parameters_per_token_plus_attention():
+    """Without the attention terms (length 1) the count is the textbook 6 x (non-embedding matmul parameters,
+    lm_head included) per token, for the encoder and decoder tokens each run through their own weights."""
+    config = ForgeConfig(**PRESETS["forge-small"])
+    d, v = config.d_model, config.vocab_size
+    enc_params = config.encoder_layers * (4 * d * d + 2 * d * config.encoder_ffn_dim)
+    dec_params = config.decoder_layers * (6 * d * d + 2 * d * config.decoder_ffn_dim) + d * v
+    cross_kv = config.decoder_layers * 2 * d * d  # applied to the encoder's tokens
+    batch = 4
+    expected = 6 * batch * (enc_params + cross_kv + dec_params)
+    attention = 3 * batch * (config.encoder_layers * 4 * d + config.decoder_layers * (2 * d + 4 * d))
+    assert train_flops(config, batch, 1, 1) == pytest.approx(expected + attention)
+    # Attention grows with the square of the length: doubling src and tgt more than doubles the count.
+    assert train_flops(config, batch, 256, 64) > 2 * train_flops(config, batch, 128, 32)
+
+
+def test_mfu_is_flops_times_rate_over_peak():
+    # 1 TFLOP per sample at 494.5 samples/s on an H200 (989 TFLOP/s) is half the peak.
+    assert mfu(1e12, 494.5, "NVIDIA H200") == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# NaN guard: one reduced value per step
+# --------------------------------------------------------------------------------------------------------------
+def test_nan_guard_check_names_the_broken_weight_and_passes_finite_ones():
+    model = ForgeForConditionalGeneration(tiny_config())
+    assert _first_non_finite_parameter(model) is None
+    with torch.no_grad():
+        model.model.decoder.layers[1].ffn.fc2.weight[0, 0] = float("inf")
+    assert _first_non_finite_parameter(model) == "model.decoder.layers.1.ffn.fc2.weight"
+    with torch.no_grad():
+        model.model.decoder.layers[1].ffn.fc2.weight[0, 0] = 0.0
+        model.model.encoder.layers[0].self_attn.qkv_proj.bias[3] = float("nan")
+    assert _first_non_finite_parameter(model) == "model.encoder.layers.0.self_attn.qkv_proj.bias"
+
+
+def test_nan_guard_check_does_not_fire_on_huge_but_finite_weights():
+    """Norms that overflow to inf although every weight is finite: the scan finds no culprit, nothing fires."""
+    model = ForgeForConditionalGeneration(tiny_config())
+    with torch.no_grad():
+        model.lm_head.weight.fill_(3e38)
+    assert _first_non_finite_parameter(model) is None
