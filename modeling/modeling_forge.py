@@ -642,6 +642,29 @@ class ForgeModel(ForgePreTrainedModel):
         )
 
 
+def _lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of ``hidden @ weight.T`` against ``labels`` (-100 ignored), logits upcast to fp32."""
+    logits = F.linear(hidden, weight).float()  # (tokens, vocab)
+    return F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+
+
+def chunked_lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """``_lm_loss_sum`` over chunks of ``chunk_size`` tokens, each under activation checkpointing.
+
+    hidden: (tokens, d_model); labels: (tokens,). The forward keeps no chunk's logits (only the scalar), and the
+    backward recomputes one chunk's logits at a time, so the peak is one (chunk_size, vocab) fp32 tensor instead of
+    (tokens, vocab): the price is the lm_head matmul run twice. Liger's fused linear cross-entropy does this without
+    the recomputation but needs Triton (GPUs only), hence this portable version.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], chunk_size):
+        end = start + chunk_size
+        total = total + checkpoint(_lm_loss_sum, hidden[start:end], weight, labels[start:end], use_reentrant=False)
+    return total
+
+
 class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
     """Sequence-to-sequence LM (translation, summarisation, denoising pretraining) with ``generate()``."""
 
@@ -693,7 +716,20 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (batch, target_len, vocab)
+        hidden = outputs.last_hidden_state  # (batch, target_len, d_model)
+        if labels is not None and self.training and self.config.loss_chunk_size:
+            # Opt-in memory saver: no full logits tensor in training (see ForgeConfig.loss_chunk_size).
+            labels = labels.to(hidden.device)
+            loss_sum = chunked_lm_loss_sum(
+                hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, labels.reshape(-1), self.config.loss_chunk_size
+            )
+            return Seq2SeqLMOutput(
+                loss=self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch),
+                logits=None,
+                cache=outputs.cache,
+                encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            )
+        logits = self.lm_head(hidden)  # (batch, target_len, vocab)
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)

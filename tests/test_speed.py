@@ -79,3 +79,57 @@ def test_nan_guard_check_does_not_fire_on_huge_but_finite_weights():
     with torch.no_grad():
         model.lm_head.weight.fill_(3e38)
     assert _first_non_finite_parameter(model) is None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chunked cross-entropy (config.loss_chunk_size)
+# --------------------------------------------------------------------------------------------------------------
+def _loss_and_grads(model, inputs):
+    model.zero_grad()
+    out = model(**inputs)
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 7, 1000])  # 7 does not divide 3 x 9 target tokens; 1000 is one chunk
+def test_chunked_loss_and_gradients_equal_the_plain_path(chunk):
+    from model_tester import source_batch, target_ids
+
+    model = ForgeForConditionalGeneration(tiny_config()).train()
+    labels = target_ids(3, 9)
+    labels[1, 6:] = -100  # padded targets are ignored by both paths
+    inputs = {**source_batch(3, 10), "labels": labels}
+    plain, plain_grads = _loss_and_grads(model, inputs)
+    model.config.loss_chunk_size = chunk
+    chunked, chunked_grads = _loss_and_grads(model, inputs)
+    assert chunked.logits is None  # the point: no (tokens, vocab) logits in training
+    torch.testing.assert_close(chunked.loss, plain.loss, atol=1e-5, rtol=0)
+    assert chunked_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(chunked_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
+    # num_items_in_batch (gradient accumulation) divides the same sum.
+    with torch.no_grad():
+        a = model(**inputs, num_items_in_batch=torch.tensor(40)).loss
+        model.config.loss_chunk_size = None
+        b = model(**inputs, num_items_in_batch=torch.tensor(40)).loss
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_chunked_loss_leaves_eval_logits_and_generate_unchanged():
+    from model_tester import source_batch, target_ids
+
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config()).eval()
+    inputs = {**source_batch(2, 8), "labels": target_ids(2, 5)}
+    plain = model(**inputs)
+    plain_tokens = model.generate(**source_batch(2, 8), max_new_tokens=6, do_sample=False)
+    model.config.loss_chunk_size = 3
+    chunked = model(**inputs)
+    torch.testing.assert_close(chunked.logits, plain.logits, atol=0, rtol=0)
+    torch.testing.assert_close(chunked.loss, plain.loss, atol=0, rtol=0)
+    assert torch.equal(model.generate(**source_batch(2, 8), max_new_tokens=6, do_sample=False), plain_tokens)
+
+
+def test_loss_chunk_size_must_be_positive():
+    with pytest.raises(ValueError, match="loss_chunk_size"):
+        tiny_config(loss_chunk_size=0)
