@@ -480,12 +480,7 @@ class ForgeDecoder(_ForgeStack):
             attention_mask=attention_mask,
             cache=cache.self_attention_cache if cache is not None else None,
         )
-        cross_mask = create_bidirectional_mask(
-            config=self.config,
-            inputs_embeds=hidden_states,
-            attention_mask=encoder_attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-        )
+        cross_mask = self._cross_mask(hidden_states, encoder_attention_mask, encoder_hidden_states, cache)
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states,
@@ -496,6 +491,36 @@ class ForgeDecoder(_ForgeStack):
                 cache=cache,
             )
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=self.final_norm(hidden_states), cache=cache)
+
+    def _cross_mask(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor,
+        cache: EncoderDecoderCache | None,
+    ) -> torch.Tensor | None:
+        """The cross-attention mask, built once per generation instead of once per decoding step.
+
+        It depends only on the source padding and the query length, and during ``generate()`` both stay the same
+        from the second step on (the encoder mask is the same tensor object every step; beam reordering only swaps
+        beams of the same source, whose masks are equal). So the mask of a one-token step is kept on the cache and
+        reused while the same mask tensor comes back; anything else rebuilds it.
+        """
+        q_len = hidden_states.shape[1]
+        reusable = cache is not None and q_len == 1 and encoder_attention_mask is not None
+        if reusable:
+            kept = getattr(cache, "_forge_cross_mask", None)
+            if kept is not None and kept[0] is encoder_attention_mask and kept[1] == hidden_states.dtype:
+                return kept[2]
+        mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        if reusable:
+            cache._forge_cross_mask = (encoder_attention_mask, hidden_states.dtype, mask)
+        return mask
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -302,6 +302,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     collator = SpanCorruptionCollator(
         tokenizer, model=model, noise_density=data_args.noise_density,
         mean_noise_span_length=data_args.mean_noise_span_length, seed=training_args.seed,
+        pad_to_multiple_of=data_args.collator_pad_multiple(training_args),
     )
     collator.sentinels_for(data_args.block_size)  # fail now, not at step 1, when sentinels are missing
     callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(

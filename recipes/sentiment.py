@@ -98,7 +98,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         train_dataset=features.get("train") if training_args.do_train else None,
         eval_dataset=features.get("validation"),
         processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=data_args.collator_pad_multiple(training_args)),
         compute_metrics=classification_metrics(len(labels)),
         callbacks=build_callbacks(training_args, "accuracy", True, task=TASK) + list(callbacks or []),
     )

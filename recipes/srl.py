@@ -101,7 +101,9 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         train_dataset=model_inputs.get("train") if training_args.do_train else None,
         eval_dataset=model_inputs.get("validation"),
         processing_class=tokenizer,
-        data_collator=DataCollatorForTokenClassification(tokenizer),
+        data_collator=DataCollatorForTokenClassification(
+            tokenizer, pad_to_multiple_of=data_args.collator_pad_multiple(training_args)
+        ),
         compute_metrics=srl_metrics(dict(enumerate(labels))),
         callbacks=build_callbacks(training_args, "f1", True, task=TASK) + list(callbacks or []),
     )

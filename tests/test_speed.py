@@ -133,3 +133,35 @@ def test_chunked_loss_leaves_eval_logits_and_generate_unchanged():
 def test_loss_chunk_size_must_be_positive():
     with pytest.raises(ValueError, match="loss_chunk_size"):
         tiny_config(loss_chunk_size=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Decoding: the cross-attention mask is built once per generation
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_reused_cross_mask_gives_the_same_tokens_as_rebuilding_it(attn, num_beams, monkeypatch):
+    """Padded sources (so the mask is not None): tokens with the mask kept on the cache equal tokens with the mask
+    rebuilt every step, greedy and beam."""
+    from model_tester import source_batch
+
+    from modeling import modeling_forge
+
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config(attn_implementation=attn)).eval()
+    inputs = source_batch(3, 9, padded=True)
+    kwargs = dict(max_new_tokens=8, num_beams=num_beams, do_sample=False, min_new_tokens=8)
+    built = []
+    real = modeling_forge.create_bidirectional_mask
+
+    def counting(**kw):
+        built.append(kw["inputs_embeds"].shape[1])
+        return real(**kw)
+
+    monkeypatch.setattr(modeling_forge, "create_bidirectional_mask", counting)
+    fast = model.generate(**inputs, **kwargs)
+    # Encoder mask + the first decoder step (prefill) + one for all 1-token steps: not one per step.
+    assert len(built) <= 3, built
+    monkeypatch.setattr(modeling_forge.ForgeDecoder, "_cross_mask", lambda self, h, m, e, c: real(
+        config=self.config, inputs_embeds=h, attention_mask=m, encoder_hidden_states=e))
+    assert torch.equal(model.generate(**inputs, **kwargs), fast)

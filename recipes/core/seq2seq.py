@@ -104,7 +104,10 @@ def run_seq2seq(task: Seq2SeqTask, argv: Optional[list[str]] = None, callbacks: 
         eval_dataset=features.get("validation"),
         processing_class=tokenizer,
         # model= gives decoder_input_ids from the labels, which label smoothing needs (it pops labels)
-        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        data_collator=DataCollatorForSeq2Seq(
+            tokenizer, model=model, label_pad_token_id=-100,
+            pad_to_multiple_of=data_args.collator_pad_multiple(training_args),
+        ),
         compute_metrics=seq2seq_metrics(tokenizer, task.name),
         callbacks=build_callbacks(training_args, task.best_metric, True, task=task.name) + list(callbacks or []),
     )
