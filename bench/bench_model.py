@@ -5,6 +5,7 @@ One command (defaults: forge-small shape, batch 16 x 128 source / 64 target toke
     python bench/bench_model.py                       # full run, table on stdout, JSON under bench/results/
     python bench/bench_model.py --quick               # seconds-long smoke run on a micro shape
     python bench/bench_model.py --device cuda --dtype bf16 --extra-train-presets forge-base
+    python bench/bench_model.py --encoder-mixer conv --decoder-mixer conv   # Forge with conv layers (vs BART)
 
 Both models are built in ONE process with identical width, depth, heads, feed-forward size, vocabulary and maximum
 positions, dropout 0 everywhere, the same attention kernel, and the same random inputs. Every measurement interleaves
@@ -21,6 +22,10 @@ Model FLOPs (for MFU) are counted analytically from the shape, the same formula 
 multiply-add of every linear layer, attention scores and values (causal self-attention counted at half), the lm_head,
 times 3 for forward + backward. MFU is reported against two matmul rates measured in the same run, interleaved with
 the models: a projection-shaped ``torch.mm`` ((batch*src) x d_model x ffn) and a large square one.
+
+``--encoder-mixer`` / ``--decoder-mixer`` give Forge conv or recurrent token mixers (one name, or a comma-separated
+list with one name per layer); BART stays attention, so the ratios then compare the two designs of mixing, and the
+FLOPs (hence MFU) are counted for each model's own layers. The default JSON name then carries the mixers.
 """
 
 from __future__ import annotations
@@ -66,9 +71,10 @@ BENCH_DIR = Path(__file__).resolve().parent
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def forge_config(preset: str, attn: str, max_positions: int | None) -> ForgeConfig:
-    """The Forge preset with dropout 0 and the requested attention kernel."""
+def forge_config(preset: str, attn: str, max_positions: int | None, mixers: dict | None = None) -> ForgeConfig:
+    """The Forge preset with dropout 0, the requested attention kernel and token mixers (``mixer_overrides``)."""
     overrides = dict(dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, classifier_dropout=0.0)
+    overrides.update(mixers or {})
     if max_positions is not None:
         overrides["max_position_embeddings"] = max_positions
     config = ForgeConfig.from_pretrained(preset, **overrides)
@@ -107,9 +113,24 @@ def bart_config_like(config: ForgeConfig, attn: str) -> BartConfig:
     return bart
 
 
-def build_pair(preset: str, attn: str, max_positions: int | None, device: torch.device) -> dict[str, torch.nn.Module]:
+def mixer_overrides(args: argparse.Namespace) -> dict:
+    """ForgeConfig fields from --encoder-mixer / --decoder-mixer / --conv-kernel-size / --recurrent-cell."""
+    overrides: dict = {}
+    for stack in ("encoder", "decoder"):
+        names = [n.strip() for n in getattr(args, f"{stack}_mixer").split(",") if n.strip()]
+        overrides[f"{stack}_mixer"] = names[0] if len(names) == 1 else names
+    if args.conv_kernel_size is not None:
+        overrides["conv_kernel_size"] = args.conv_kernel_size
+    if args.recurrent_cell is not None:
+        overrides["recurrent_cell"] = args.recurrent_cell
+    return overrides
+
+
+def build_pair(
+    preset: str, attn: str, max_positions: int | None, device: torch.device, mixers: dict | None = None
+) -> dict[str, torch.nn.Module]:
     """Forge and BART seq2seq models of the same shape, same seed, on ``device`` (fp32 weights)."""
-    config = forge_config(preset, attn, max_positions)
+    config = forge_config(preset, attn, max_positions, mixers)
     torch.manual_seed(0)
     forge = ForgeForConditionalGeneration(config).to(device)
     torch.manual_seed(0)
@@ -239,7 +260,7 @@ def matmul_fn(m: int, k: int, n: int, device, dtype: str, repeats: int) -> tuple
 # ---------------------------------------------------------------------------------------------------------------
 
 
-# train_flops lives in recipes/core/mfu.py: the pretraining recipe logs MFU with the same count.
+# mixing_flops and train_flops live in recipes/core/mfu.py: the pretraining recipe logs MFU with the same count.
 
 
 def live_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> int:
@@ -312,9 +333,12 @@ def measure_training(pair, config, args, device, batch_size, src, tgt, rounds, w
     times = interleave(steps, rounds, warmup=max(warmup, 1), device=device)  # warmup >= 1: AdamW state exists
     result = rate_entry(times, batch_size * (src + tgt), "tokens")
     result["shape"] = {"batch": batch_size, "src_len": src, "tgt_len": tgt}
-    result["flops_per_step"] = train_flops(config, batch_size, src, tgt)
+    # BART's count (attention everywhere); Forge's own when it has conv/recurrent mixers.
+    result["flops_per_step"] = train_flops(config, batch_size, src, tgt, attention_only=True)
     for name in pair:
-        result[name]["achieved_flops_per_s"] = result["flops_per_step"] / result[name]["median_s"]
+        flops = train_flops(config, batch_size, src, tgt) if name == FORGE else result["flops_per_step"]
+        result[name]["flops_per_step"] = flops
+        result[name]["achieved_flops_per_s"] = flops / result[name]["median_s"]
     if with_memory:
         memory = {name: peak_step_memory(steps[name], pair[name], optimizers[name], device) for name in pair}
         result["memory"] = memory
@@ -360,9 +384,12 @@ def run(args: argparse.Namespace) -> dict:
             "structural_differences": STRUCTURAL_DIFFERENCES,
         }
     }
-    pair = build_pair(args.preset, args.attn, args.max_positions, device)
+    mixers = mixer_overrides(args)
+    pair = build_pair(args.preset, args.attn, args.max_positions, device, mixers)
     config = pair[FORGE].config
     results["meta"]["preset"] = args.preset
+    results["meta"]["mixers"] = {"encoder": config.layer_mixers("encoder"), "decoder": config.layer_mixers("decoder"),
+                                 "conv_kernel_size": config.conv_kernel_size, "recurrent_cell": config.recurrent_cell}
     results["meta"]["shape"] = {k: getattr(config, k) for k in (
         "vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "encoder_ffn_dim",
         "max_position_embeddings")}
@@ -402,7 +429,8 @@ def run(args: argparse.Namespace) -> dict:
 
     _log(args, "encoder-only forward ...")
     torch.manual_seed(0)
-    classifier = ForgeForSequenceClassification(forge_config(args.preset, args.attn, args.max_positions)).to(device)
+    classifier = ForgeForSequenceClassification(
+        forge_config(args.preset, args.attn, args.max_positions, mixers)).to(device)
     encoders = {FORGE: classifier, BART: pair[BART].get_encoder()}
     fns = {name: encoder_forward_fn(m, gen_batch, device, args.dtype) for name, m in encoders.items()}
     results["encoder_forward"] = rate_entry(
@@ -412,7 +440,7 @@ def run(args: argparse.Namespace) -> dict:
 
     for preset in args.extra_train_presets:
         _log(args, f"training step, {preset} ...")
-        extra = build_pair(preset, args.attn, args.max_positions, device)
+        extra = build_pair(preset, args.attn, args.max_positions, device, mixers)
         entry = measure_training(extra, extra[FORGE].config, args, device, args.batch, args.src_len, args.tgt_len,
                                  args.rounds, args.warmup)
         for name in extra:
@@ -433,7 +461,7 @@ def run(args: argparse.Namespace) -> dict:
 def run_scaling(args, device: torch.device) -> dict:
     """Training step time and peak memory as the source grows, fixed batch and target: linear, not quadratic."""
     lens = args.scaling_lens
-    pair = build_pair(args.preset, args.attn, max(max(lens), args.max_positions or 0), device)
+    pair = build_pair(args.preset, args.attn, max(max(lens), args.max_positions or 0), device, mixer_overrides(args))
     config = pair[FORGE].config
     rows = []
     for src in lens:
@@ -491,9 +519,11 @@ def _log(args, message: str) -> None:
 def format_table(results: dict) -> str:
     """The human-readable summary (Markdown table) printed at the end of a run."""
     meta = results["meta"]
+    mixers = mixers_label(meta["mixers"]) if "mixers" in meta else ""
     lines = [
         f"Forge vs BART, {meta['preset']} shape, {meta['dtype']}, attn={meta['attn_implementation']}, "
-        f"device={meta['device_name']}, torch threads={meta['torch_threads']} (cpu_count {meta['cpu_count']}), "
+        + (f"Forge mixers: {mixers}, " if mixers else "")
+        + f"device={meta['device_name']}, torch threads={meta['torch_threads']} (cpu_count {meta['cpu_count']}), "
         f"median of {meta['rounds']} interleaved rounds",
         f"load average before/after: {_fmt_load(meta['loadavg_before'])} / {_fmt_load(meta.get('loadavg_after'))}"
         + (f"; {meta['shared_machine_note']}" if meta["shared_machine_note"] else ""),
@@ -550,6 +580,17 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def mixers_label(mixers: dict) -> str:
+    """'' for attention everywhere, else e.g. 'encoder conv,attention / decoder recurrent'."""
+    if all(kind == "attention" for stack in ("encoder", "decoder") for kind in mixers[stack]):
+        return ""
+    parts = []
+    for stack in ("encoder", "decoder"):
+        kinds = mixers[stack]
+        parts.append(f"{stack} {kinds[0] if len(set(kinds)) == 1 else ','.join(kinds)}")
+    return " / ".join(parts)
+
+
 def _fmt_load(load) -> str:
     return "n/a" if load is None else "/".join(f"{v:.1f}" for v in load)
 
@@ -568,6 +609,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"), help="bf16 = autocast, fp32 weights")
     parser.add_argument("--attn", default="sdpa", choices=("sdpa", "eager", "flex_attention", "flash_attention_2"))
     parser.add_argument("--max-positions", type=int, default=None, help="max_position_embeddings (default: preset)")
+    parser.add_argument("--encoder-mixer", default="attention",
+                        help="Forge's encoder token mixer: attention, conv or recurrent, or a comma-separated list "
+                             "with one per layer (e.g. conv,conv,attention,attention); BART stays attention")
+    parser.add_argument("--decoder-mixer", default="attention", help="the same for Forge's decoder self-attention")
+    parser.add_argument("--conv-kernel-size", type=int, default=None, help="conv mixers' kernel (None: the config's)")
+    parser.add_argument("--recurrent-cell", choices=("gru", "lstm"), default=None,
+                        help="recurrent mixers' cell (None: the config's)")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed calls per model before timing")
@@ -599,7 +647,9 @@ def main(argv: list[str] | None = None) -> dict:
     results = run(args)
     table = format_table(results)
     results["table"] = table
-    path = Path(args.json) if args.json else BENCH_DIR / "results" / f"{args.device}_{args.dtype}_{args.preset}.json"
+    label = mixers_label(results["meta"]["mixers"]).replace(" / ", "_").replace(" ", "-").replace(",", "-")
+    name = f"{args.device}_{args.dtype}_{args.preset}" + (f"_{label}" if label else "")
+    path = Path(args.json) if args.json else BENCH_DIR / "results" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=float))
     print(table)

@@ -8,6 +8,11 @@ compare shapes one to one. The variants beyond BART are a few fields with a smal
 * ``norm_type``: ``"layernorm"`` or ``"rmsnorm"``. Every layer is pre-norm and each stack ends with a final norm.
 * ``ffn_type``: ``"mlp"`` (``fc2(act(fc1(x)))``, as BART) or ``"gated"`` (``fc2(act(gate(x)) * up(x))``).
   ``ffn_type="gated"`` with ``activation_function="silu"`` is SwiGLU; with ``"gelu"`` it is GeGLU.
+* ``encoder_mixer`` / ``decoder_mixer``: the token-mixing sublayer of each layer: ``"attention"`` (self-attention,
+  the default), ``"conv"`` (a lightweight depthwise convolution over ``conv_kernel_size`` tokens, causal in the
+  decoder) or ``"recurrent"`` (a ``recurrent_cell`` GRU/LSTM, bidirectional in the encoder); one name for every
+  layer, or a list with one name per layer for a hybrid (``["conv", "conv", "attention", "attention"]``). The
+  decoder's cross-attention is always attention. See ``mixers_forge.py``.
 
 A preset is loaded by name: ``ForgeConfig.from_pretrained("forge-small", vocab_size=8000)``; keyword arguments
 override the preset.
@@ -26,6 +31,8 @@ from transformers.activations import ACT2FN
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary")
 NORM_TYPES = ("layernorm", "rmsnorm")
 FFN_TYPES = ("mlp", "gated")
+MIXER_TYPES = ("attention", "conv", "recurrent")
+RECURRENT_CELLS = ("gru", "lstm")
 
 # Size presets (name -> ForgeConfig keyword arguments). Parameter counts: `python -m modeling`.
 PRESETS: dict[str, dict] = {
@@ -74,6 +81,12 @@ class ForgeConfig(PreTrainedConfig):
             computes lm_head + cross-entropy over chunks of that many tokens, recomputed in the backward, so the full
             ``(tokens, vocab)`` fp32 logits tensor never exists (the output's ``logits`` is then ``None``); same loss
             and gradients. Evaluation and ``generate()`` are unchanged.
+        encoder_mixer: token-mixing sublayer of the encoder layers: ``"attention"``, ``"conv"`` or ``"recurrent"``,
+            or a list of those with one entry per encoder layer (a hybrid).
+        decoder_mixer: the same for the decoder's self-attention sublayers (cross-attention stays attention).
+        conv_kernel_size: tokens each ``"conv"`` layer sees (odd; centred in the encoder, the current token and
+            ``conv_kernel_size - 1`` before it in the decoder).
+        recurrent_cell: ``"gru"`` or ``"lstm"`` for the ``"recurrent"`` layers.
 
     ``num_hidden_layers`` reads ``decoder_layers`` (the KV cache is sized from it), ``hidden_size`` reads ``d_model``.
 
@@ -110,6 +123,10 @@ class ForgeConfig(PreTrainedConfig):
     attention_dropout: float | int = 0.0
     activation_dropout: float | int = 0.0
     classifier_dropout: float | int = 0.0
+    encoder_mixer: str | list[str] = "attention"
+    decoder_mixer: str | list[str] = "attention"
+    conv_kernel_size: int = 7
+    recurrent_cell: str = "gru"
     init_std: float = 0.02
     use_cache: bool = True
     pad_token_id: int | None = 0
@@ -174,6 +191,53 @@ class ForgeConfig(PreTrainedConfig):
                 raise ValueError(f"`{name}` is a probability in [0, 1), got {value}.")
         if self.init_std <= 0:
             raise ValueError(f"`init_std` must be positive, got {self.init_std}.")
+        for stack in ("encoder", "decoder"):
+            self.layer_mixers(stack)  # raises on a bad name or a list of the wrong length
+        if "recurrent" in self.layer_mixers("encoder") and self.d_model % 2:
+            raise ValueError(
+                f"`encoder_mixer='recurrent'` splits `d_model` between the two directions, so `d_model` must be even, "
+                f"got {self.d_model}."
+            )
+        if not isinstance(self.conv_kernel_size, int) or self.conv_kernel_size < 1 or self.conv_kernel_size % 2 == 0:
+            raise ValueError(
+                f"`conv_kernel_size` must be a positive odd integer (the encoder's window is centred on each token), "
+                f"got {self.conv_kernel_size!r}; e.g. 3, 7 or 31."
+            )
+        if self.recurrent_cell not in RECURRENT_CELLS:
+            raise ValueError(f"`recurrent_cell` must be one of {RECURRENT_CELLS}, got {self.recurrent_cell!r}.")
+
+    def layer_mixers(self, stack: str) -> list[str]:
+        """The token mixer of every layer of ``stack`` (``"encoder"`` or ``"decoder"``): one name per layer.
+
+        The one place where ``encoder_mixer`` / ``decoder_mixer`` (a name, or a list of names) is read; raises a
+        ValueError naming the field for an unknown mixer or a list whose length is not the number of layers.
+        """
+        field_name, num_layers = f"{stack}_mixer", getattr(self, f"{stack}_layers")
+        value = getattr(self, field_name)
+        if isinstance(value, str):
+            names = [value] * num_layers
+        elif isinstance(value, (list, tuple)):
+            names = list(value)
+        else:
+            raise ValueError(
+                f"`{field_name}` must be a mixer name {MIXER_TYPES} or a list of them (one per {stack} layer), "
+                f"got {value!r}."
+            )
+        for name in names:
+            if name not in MIXER_TYPES:
+                close = difflib.get_close_matches(str(name), MIXER_TYPES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"`{field_name}` must be one of {MIXER_TYPES} or a list of them, one per {stack} layer; "
+                    f"got {name!r}{hint}."
+                )
+        if len(names) != num_layers:
+            raise ValueError(
+                f"`{field_name}` lists {len(names)} mixers but `{stack}_layers` is {num_layers}: give one name per "
+                f"layer (e.g. {[names[0]] * num_layers if names else ['attention'] * num_layers}), or a single name "
+                "for all of them."
+            )
+        return names
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs) -> "ForgeConfig":
@@ -212,4 +276,6 @@ def _largest_divisor(n: int, at_most: int) -> int:
     return max(d for d in range(1, max(1, at_most) + 1) if n % d == 0)
 
 
-__all__ = ["ForgeConfig", "PRESETS", "POSITION_EMBEDDING_TYPES", "NORM_TYPES", "FFN_TYPES"]
+__all__ = [
+    "ForgeConfig", "PRESETS", "POSITION_EMBEDDING_TYPES", "NORM_TYPES", "FFN_TYPES", "MIXER_TYPES", "RECURRENT_CELLS",
+]

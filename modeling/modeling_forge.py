@@ -1,7 +1,9 @@
 """Forge: a from-scratch encoder-decoder Transformer for Hugging Face transformers 5.
 
 The file reads top to bottom: positions -> attention function -> attention module -> feed-forward -> encoder layer
--> decoder layer -> encoder -> decoder -> ForgePreTrainedModel -> ForgeModel -> task heads.
+-> decoder layer -> encoder -> decoder -> ForgePreTrainedModel -> ForgeModel -> task heads. The optional conv and
+recurrent token mixers that can replace self-attention (``encoder_mixer`` / ``decoder_mixer``) are in
+``mixers_forge.py``.
 
 Design notes (speed is part of the design, not an afterthought):
 * Pre-norm layers; each stack ends with a final norm.
@@ -48,6 +50,7 @@ except ImportError:  # older safetensors
     from safetensors._safetensors_rust import SafetensorError
 
 from .configuration_forge import ForgeConfig
+from .mixers_forge import build_mixer, init_mixer_weights, mixer_padding_mask, prepare_mixer_cache
 
 
 logger = logging.get_logger(__name__)
@@ -300,12 +303,22 @@ def make_norm(config: ForgeConfig) -> nn.Module:
 
 
 class ForgeEncoderLayer(GradientCheckpointingLayer):
-    """Pre-norm: x + SelfAttn(norm(x)), then x + FFN(norm(x))."""
+    """Pre-norm: x + SelfAttn(norm(x)), then x + FFN(norm(x)).
+
+    With ``encoder_mixer`` "conv" or "recurrent" for this layer, ``mixer_norm`` + ``mixer`` take the place of
+    ``self_attn_norm`` + ``self_attn`` (which then do not exist, so attention checkpoints keep their weight names).
+    """
 
     def __init__(self, config: ForgeConfig, layer_idx: int):
         super().__init__()
-        self.self_attn_norm = make_norm(config)
-        self.self_attn = ForgeAttention(config, config.encoder_attention_heads, is_causal=False, layer_idx=layer_idx)
+        heads, kind = config.encoder_attention_heads, config.layer_mixers("encoder")[layer_idx]
+        self.mixer: nn.Module | None = None
+        if kind == "attention":
+            self.self_attn_norm = make_norm(config)
+            self.self_attn = ForgeAttention(config, heads, is_causal=False, layer_idx=layer_idx)
+        else:
+            self.mixer_norm = make_norm(config)
+            self.mixer = build_mixer(config, kind, heads, causal=False, layer_idx=layer_idx)
         self.ffn_norm = make_norm(config)
         self.ffn = ForgeFeedForward(config, config.encoder_ffn_dim)
         self.dropout = config.dropout
@@ -315,23 +328,39 @@ class ForgeEncoderLayer(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        attn_out, _ = self.self_attn(
-            self.self_attn_norm(hidden_states), attention_mask=attention_mask, position_embeddings=position_embeddings
-        )
+        if self.mixer is not None:  # conv / recurrent: reads the 2-D padding mask, not the attention mask
+            attn_out = self.mixer(self.mixer_norm(hidden_states), padding_mask=padding_mask)
+        else:
+            attn_out, _ = self.self_attn(
+                self.self_attn_norm(hidden_states),
+                attention_mask=attention_mask,
+                position_embeddings=position_embeddings,
+            )
         hidden_states = hidden_states + F.dropout(attn_out, p=self.dropout, training=self.training)
         ffn_out = self.ffn(self.ffn_norm(hidden_states))
         return hidden_states + F.dropout(ffn_out, p=self.dropout, training=self.training)
 
 
 class ForgeDecoderLayer(GradientCheckpointingLayer):
-    """Pre-norm: x + CausalSelfAttn(norm(x)), x + CrossAttn(norm(x), encoder), x + FFN(norm(x))."""
+    """Pre-norm: x + CausalSelfAttn(norm(x)), x + CrossAttn(norm(x), encoder), x + FFN(norm(x)).
+
+    With ``decoder_mixer`` "conv" or "recurrent" for this layer, a causal ``mixer`` (with ``mixer_norm``) replaces
+    the causal self-attention; cross-attention stays.
+    """
 
     def __init__(self, config: ForgeConfig, layer_idx: int):
         super().__init__()
         heads = config.decoder_attention_heads
-        self.self_attn_norm = make_norm(config)
-        self.self_attn = ForgeAttention(config, heads, is_causal=True, layer_idx=layer_idx)
+        kind = config.layer_mixers("decoder")[layer_idx]
+        self.mixer: nn.Module | None = None
+        if kind == "attention":
+            self.self_attn_norm = make_norm(config)
+            self.self_attn = ForgeAttention(config, heads, is_causal=True, layer_idx=layer_idx)
+        else:
+            self.mixer_norm = make_norm(config)
+            self.mixer = build_mixer(config, kind, heads, causal=True, layer_idx=layer_idx)
         self.encoder_attn_norm = make_norm(config)
         self.encoder_attn = ForgeAttention(config, heads, is_cross_attention=True, layer_idx=layer_idx)
         self.ffn_norm = make_norm(config)
@@ -346,13 +375,17 @@ class ForgeDecoderLayer(GradientCheckpointingLayer):
         encoder_attention_mask: torch.Tensor | None = None,
         position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
         cache: EncoderDecoderCache | None = None,
+        padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        attn_out, _ = self.self_attn(
-            self.self_attn_norm(hidden_states),
-            attention_mask=attention_mask,
-            position_embeddings=position_embeddings,
-            cache=cache,
-        )
+        if self.mixer is not None:  # conv / recurrent: its state lives in this layer's slot of the cache
+            attn_out = self.mixer(self.mixer_norm(hidden_states), padding_mask=padding_mask, cache=cache)
+        else:
+            attn_out, _ = self.self_attn(
+                self.self_attn_norm(hidden_states),
+                attention_mask=attention_mask,
+                position_embeddings=position_embeddings,
+                cache=cache,
+            )
         hidden_states = hidden_states + F.dropout(attn_out, p=self.dropout, training=self.training)
         cross_out, _ = self.encoder_attn(
             self.encoder_attn_norm(hidden_states),
@@ -420,6 +453,7 @@ class ForgeEncoder(_ForgeStack):
     def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens, config.encoder_attention_heads)
         self.layers = nn.ModuleList([ForgeEncoderLayer(config, i) for i in range(config.encoder_layers)])
+        self.has_mixers = any(kind != "attention" for kind in config.layer_mixers("encoder"))
 
     def forward(
         self,
@@ -435,8 +469,12 @@ class ForgeEncoder(_ForgeStack):
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=0)
         # None when there is no padding under sdpa/flash: the kernel then needs no mask at all.
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        mixer_kwargs = {}
+        if self.has_mixers:  # conv / recurrent layers mask padding themselves, from the 2-D mask
+            mixer_kwargs["padding_mask"] = mixer_padding_mask(attention_mask, hidden_states.shape[1])
         for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask=mask, position_embeddings=position_embeddings)
+            hidden_states = layer(hidden_states, attention_mask=mask, position_embeddings=position_embeddings,
+                                  **mixer_kwargs)
         return BaseModelOutput(last_hidden_state=self.final_norm(hidden_states))
 
 
@@ -446,6 +484,7 @@ class ForgeDecoder(_ForgeStack):
     def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
         super().__init__(config, embed_tokens, config.decoder_attention_heads)
         self.layers = nn.ModuleList([ForgeDecoderLayer(config, i) for i in range(config.decoder_layers)])
+        self.mixer_layers = [i for i, kind in enumerate(config.layer_mixers("decoder")) if kind != "attention"]
 
     def forward(
         self,
@@ -470,6 +509,8 @@ class ForgeDecoder(_ForgeStack):
             raise TypeError(
                 f"Forge's decoder needs an EncoderDecoderCache (self- and cross-attention), got {type(cache).__name__}."
             )
+        if cache is not None and self.mixer_layers:
+            prepare_mixer_cache(cache.self_attention_cache, self.mixer_layers)  # conv/recurrent state slots
         past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=past_length)
 
@@ -481,6 +522,9 @@ class ForgeDecoder(_ForgeStack):
             cache=cache.self_attention_cache if cache is not None else None,
         )
         cross_mask = self._cross_mask(hidden_states, encoder_attention_mask, encoder_hidden_states, cache)
+        mixer_kwargs = {}
+        if self.mixer_layers:
+            mixer_kwargs["padding_mask"] = mixer_padding_mask(attention_mask, hidden_states.shape[1])
         for layer in self.layers:
             hidden_states = layer(
                 hidden_states,
@@ -489,6 +533,7 @@ class ForgeDecoder(_ForgeStack):
                 encoder_attention_mask=cross_mask,
                 position_embeddings=position_embeddings,
                 cache=cache,
+                **mixer_kwargs,
             )
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=self.final_norm(hidden_states), cache=cache)
 
@@ -544,6 +589,7 @@ class ForgePreTrainedModel(PreTrainedModel):
     def _init_weights(self, module: nn.Module) -> None:
         """Normal(0, init_std) for linear and embedding weights, zero biases, unit norms; rebuild position tables."""
         super()._init_weights(module)
+        init_mixer_weights(module, self.config.init_std)  # conv kernels and GRU/LSTM weights, if any
         if isinstance(module, ForgeSinusoidalPositions):
             init.copy_(module.table, sinusoidal_table(module.table.shape[0], module.dim))
         elif isinstance(module, ForgeRotaryPositions):

@@ -39,6 +39,7 @@ from recipes.core.cards import write_model_card
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
 from recipes.core.distributed import gathered_model
 from recipes.core.export import save_hub_folder
+from recipes.core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
 from recipes.core.mfu import pretraining_mfu
 from recipes.core.safety import (
     ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
@@ -276,7 +277,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     )
     # logging, seed, output-folder safety (a finished model is never overwritten without
     # --overwrite_output_dir), resume: "last", or a rerun of an interrupted command
-    resume = start_run(training_args)
+    resume = start_run(training_args, model_args, data_args, trains=True)
     if training_args.remove_unused_columns:
         logger.warning("--remove_unused_columns would drop the block_id column the collator needs; turning it off.")
         training_args.remove_unused_columns = False
@@ -285,6 +286,8 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
     raw = load_raw_datasets(data_args, cache_dir=model_args.cache_dir, seed=training_args.seed, token=model_args.token)
     raw = select_samples(raw, data_args)
+    if "train" in raw:  # an empty or all-blank corpus would train (and export) a model of nothing
+        check_corpus_has_text(raw["train"], data_args.text_column, data_args.train_file or data_args.dataset_name or "train")
     tokenizer = load_or_train_tokenizer(model_args, data_args, training_args, raw["train"], resume)
     model = build_model(model_args, data_args, tokenizer)
     embedding_stats = None
@@ -342,9 +345,10 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     final = gathered_model(trainer, model)  # every process takes part (FSDP / ZeRO-3 gather)
     if trainer.is_world_process_zero():
         # overwrite=True: start_run already refused a finished folder unless --overwrite_output_dir
-        save_hub_folder(final, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
+        save_or_rescue(save_hub_folder, final, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
         _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
                     started, argv)
+        release_run_lock(training_args.output_dir)
     return metrics
 
 

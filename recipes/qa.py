@@ -23,6 +23,7 @@ from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, QADataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
+from recipes.core.guards import drop_unusable_prediction_labels
 from recipes.core.metrics import squad_score
 from recipes.core.qa_utils import postprocess_qa_predictions, prepare_qa_features
 from recipes.core.tasks import validate_for_task
@@ -40,10 +41,12 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
     started = time.time()
     model_args, data_args, training_args = parse_args(ModelArguments, QADataArguments, ForgeTrainingArguments, args=argv)
-    resume = start_run(training_args)
+    resume = start_run(training_args, model_args, data_args)
 
     raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
     validate_for_task("qa", raw, data_args)
+    if not training_args.do_train:  # predictions need no answers: missing ones are not scored
+        drop_unusable_prediction_labels(raw, data_args.answer_column, lambda v: isinstance(v, dict), "answer_column")
     version_2 = data_args.version_2_with_negative
     if version_2 is None:  # detect unanswerable questions in the data
         version_2 = any(

@@ -19,8 +19,9 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, build_label_list, check_labels, load_raw_datasets, select_samples
+from recipes.core.guards import drop_unusable_prediction_labels
 from recipes.core.metrics import classification_metrics
-from recipes.core.tasks import apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
+from recipes.core.tasks import _as_label, apply_overlong_policy, augment_split, tokenize_classification, validate_for_task
 from recipes.core.safety import ForgeTrainer
 from recipes.core.trainer_utils import (
     finish_run, load_folder_config, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
@@ -43,7 +44,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
     started = time.time()
     model_args, data_args, training_args = parse_args(ModelArguments, SentimentDataArguments, ForgeTrainingArguments, args=argv)
-    resume = start_run(training_args)
+    resume = start_run(training_args, model_args, data_args)
 
     raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
     validate_for_task("sentiment", raw, data_args)
@@ -58,6 +59,8 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         names = [config.id2label[i] for i in range(config.num_labels)]
         labels = [int(n) if n.isdigit() else n for n in names]
         model_config_labels = names
+    if not training_args.do_train:  # predictions need no labels: unknown or missing ones are not scored
+        drop_unusable_prediction_labels(raw, data_args.label_column, lambda v: _as_label(v) in labels, "label_column")
     for split in ("validation", "test"):
         if split in raw and data_args.label_column in raw[split].column_names:
             check_labels(raw, split, data_args.label_column, labels, where_from=model_config_labels and "the model's config" or "the training data")

@@ -21,6 +21,7 @@ from transformers import AutoModelForTokenClassification, DataCollatorForTokenCl
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SRLDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows, load_raw_datasets, select_samples
+from recipes.core.guards import drop_unusable_prediction_labels
 from recipes.core.metrics import srl_metrics
 from recipes.core.srl_utils import augment_srl_split, build_srl_label_list, prepare_srl_features, word_tags_from_token_predictions
 from recipes.core.tasks import validate_for_task
@@ -46,12 +47,14 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
     started = time.time()
     model_args, data_args, training_args = parse_args(ModelArguments, SRLDataArguments, ForgeTrainingArguments, args=argv)
-    resume = start_run(training_args)
+    resume = start_run(training_args, model_args, data_args)
 
     raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
     validate_for_task("srl", raw, data_args)
     labels, source = _label_list(raw, data_args, model_args)
     label2id = {label: i for i, label in enumerate(labels)}
+    if not training_args.do_train:  # predictions need no tags: unknown or missing ones are not scored
+        drop_unusable_prediction_labels(raw, data_args.tags_column, lambda tags: all(t in label2id for t in tags), "tags_column")
     for split in raw:
         if data_args.tags_column in raw[split].column_names:
             problems = first_problem_rows(

@@ -437,7 +437,12 @@ def test_auto_classes_are_registered_on_import():
 
 
 def test_remote_code_folder_loads_where_the_package_is_not_importable(tmp_path):
-    model = ForgeForConditionalGeneration(tiny_config()).eval()
+    assert_loads_as_remote_code(ForgeForConditionalGeneration(tiny_config()).eval(), tmp_path)
+
+
+def assert_loads_as_remote_code(model: ForgeForConditionalGeneration, tmp_path: Path) -> None:
+    """Save ``model`` as a Hub folder with its code files, then load it with ``trust_remote_code`` in a fresh Python
+    where Forge's packages cannot be imported: same logits, same greedy tokens, and an encoder head loads too."""
     ForgeConfig.register_for_auto_class()
     ForgeForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
     try:

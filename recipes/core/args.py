@@ -17,6 +17,7 @@ path whose keys are the flag names (without dashes).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -107,7 +108,8 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "Comma-separated config overrides applied when building the config, e.g. "
-            "'d_model=64,encoder_layers=2'. Values are parsed as int/float/bool when possible."
+            "'d_model=64,encoder_layers=2' or 'encoder_mixer=conv'. Values are parsed as int/float/bool when "
+            "possible; a list is written in brackets: 'encoder_mixer=[conv,conv,attention,attention]'."
         },
     )
     dropout: Optional[float] = field(
@@ -135,7 +137,7 @@ class ModelArguments:
         default=None,
         metadata={
             "help": "--use_lora: comma-separated projections to adapt, from qkv_proj, q_proj, kv_proj, out_proj, "
-            "fc1, fc2 (default: all of them, in every encoder and decoder layer)."
+            "fc1, fc2, in_proj (conv mixers) (default: all of them, in every encoder and decoder layer)."
         },
     )
 
@@ -149,7 +151,7 @@ class ModelArguments:
                     raise ValueError(f"--{name} must be in [0, 1), got {value}.")
                 kwargs[name] = value
         if self.config_overrides:
-            for item in self.config_overrides.split(","):
+            for item in _split_overrides(self.config_overrides):
                 if not item.strip():
                     continue
                 if "=" not in item:
@@ -162,8 +164,26 @@ class ModelArguments:
         return kwargs
 
 
+def _split_overrides(text: str) -> list[str]:
+    """Split 'a=1,b=[x,y]' at the commas outside brackets: ['a=1', 'b=[x,y]']."""
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+        else:
+            current += char
+    if depth != 0:
+        raise ValueError(f"--config_overrides {text!r} has unbalanced brackets; write lists as 'key=[a,b,c]'.")
+    return items + [current]
+
+
 def _parse_scalar(raw: str) -> Any:
-    """Turn '3' -> 3, '0.1' -> 0.1, 'true' -> True, 'none' -> None; anything else stays a string."""
+    """Turn '3' -> 3, '0.1' -> 0.1, 'true' -> True, 'none' -> None, '[a,b]' -> ['a', 'b']; anything else stays a
+    string."""
+    if raw.startswith("[") and raw.endswith("]"):
+        return [_parse_scalar(part.strip()) for part in raw[1:-1].split(",") if part.strip()]
     lowered = raw.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
@@ -474,8 +494,10 @@ _RUN_HELP = {
     "max_train_minutes": "Wall-clock training budget in minutes: training stops at the first step past it, then "
     "the final evaluation and save run as usual (the stated budget of a measured run).",
     "overwrite_output_dir": (
-        "Allow writing into an --output_dir that already holds a finished model. Without it the recipe "
-        "refuses, so nothing a user had is silently lost. (transformers 5 removed its own flag.)"
+        "Allow writing into an --output_dir that already holds a finished model, and start a fresh run there "
+        "instead of resuming its checkpoints. Without it the recipe refuses to replace a model, and resumes "
+        "only a checkpoint written with the same run-defining flags, so nothing a user had is silently lost. "
+        "(transformers 5 removed its own flag.)"
     ),
     "early_stopping_patience": (
         "Stop when the task metric (--metric_for_best_model) has not improved for this many "
@@ -538,7 +560,28 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
         path = Path(argv[0])
         if not path.is_file():
             raise ValueError(f"Config file {path} does not exist.")
-        if path.suffix.lower() == ".json":
-            return tuple(parser.parse_json_file(str(path.resolve())))
-        return tuple(parser.parse_yaml_file(str(path.resolve())))
+        return tuple(parser.parse_dict(_read_config_file(path, dataclass_types)))
     return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+
+
+def _read_config_file(path: Path, dataclass_types: Sequence[type]) -> dict[str, Any]:
+    """The keys of a JSON/YAML config file, with numbers written as strings converted by field type.
+
+    PyYAML follows YAML 1.1, where ``1e-3`` (no dot) is a string; HfArgumentParser.parse_dict passes
+    values through unconverted, so without this the run would crash inside the optimizer.
+    """
+    from .guards import coerce_config_values
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (PermissionError, IsADirectoryError) as err:
+        raise ValueError(f"Config file {path} cannot be read ({err.strerror}): check its permissions.") from None
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+    else:
+        import yaml
+
+        data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"Config file {path} must hold a mapping of flag names to values, got {type(data).__name__}.")
+    return coerce_config_values(dataclass_types, data, str(path))

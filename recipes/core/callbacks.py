@@ -304,7 +304,9 @@ def build_callbacks(
         greater_is_better: direction of ``metric``.
         task: the pipeline task, forwarded to the code-file copier (custom_pipelines entry).
     """
-    callbacks: list[TrainerCallback] = [LossCurveCallback(), CopyCodeFilesCallback(task=task)]
+    from .guards import RunRecordCallback
+
+    callbacks: list[TrainerCallback] = [LossCurveCallback(), CopyCodeFilesCallback(task=task), RunRecordCallback()]
     if getattr(training_args, "stop_on_nan", True):
         training_args.logging_nan_inf_filter = False
         callbacks.append(NaNGuardCallback())

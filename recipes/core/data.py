@@ -255,6 +255,10 @@ def load_raw_datasets(
             "--test_file with local .jsonl/.json/.csv/.tsv/.parquet/.txt files."
         )
 
+    if not streaming:  # datasets writes Arrow files to its cache; its error for a read-only one blames the data
+        from .guards import check_datasets_cache_writable
+
+        check_datasets_cache_writable(cache_dir)
     sources: dict[str, SplitSource] = {}
     if dataset_name:
         try:
@@ -296,6 +300,9 @@ def load_raw_datasets(
                 builder, data_files=data_files, cache_dir=cache_dir, streaming=streaming, **kwargs
             )
         except Exception as err:  # Arrow/pandas errors for ragged or inconsistent files
+            from .guards import raise_if_cache_write_failure
+
+            raise_if_cache_write_failure(err, cache_dir)  # a full or read-only cache is not a data problem
             raise DataValidationError(
                 f"Could not read {sorted(data_files.values())} as {builder}: {err}. Check that every row has "
                 "the same fields with the same types (nested lists/objects included)."

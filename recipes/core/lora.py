@@ -21,9 +21,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 ADAPTER_DIR = "lora_adapter"
-# Projections inside encoder/decoder layers (self-attention, cross-attention, feed-forward).
-DEFAULT_TARGET_NAMES = ("qkv_proj", "q_proj", "kv_proj", "out_proj", "fc1", "fc2")
-_LAYER_SCOPE = r".*\.layers\.\d+\.(?:self_attn|encoder_attn|ffn)\."
+# Projections inside encoder/decoder layers (self-attention, cross-attention, feed-forward, and the in/out
+# projections of conv/recurrent token mixers; PEFT has no LoRA for the GRU/LSTM cell itself, which stays frozen).
+DEFAULT_TARGET_NAMES = ("qkv_proj", "q_proj", "kv_proj", "out_proj", "fc1", "fc2", "in_proj")
+_LAYER_SCOPE = r".*\.layers\.\d+\.(?:self_attn|encoder_attn|ffn|mixer)\."
 # The head each Forge class adds on top of the encoder (trained in full); the seq2seq lm_head is tied to the
 # embedding and stays frozen, as in PEFT's own seq2seq LoRA.
 _TASK_TYPES = {

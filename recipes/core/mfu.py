@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["PEAK_BF16_TFLOPS", "train_flops", "peak_flops", "mfu", "pretraining_mfu"]
+__all__ = ["PEAK_BF16_TFLOPS", "mixing_flops", "train_flops", "peak_flops", "mfu", "pretraining_mfu"]
 
 # Dense (no structured sparsity) bf16 tensor-core peaks in TFLOP/s, from NVIDIA's data sheets, which quote the
 # sparse figure with an asterisk: the dense one is half of it. More specific names come first (matched in order,
@@ -32,20 +32,34 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 
 
-def train_flops(config, batch: int, src: int, tgt: int) -> float:
+def mixing_flops(config, kind: str, batch: int, length: int, causal: bool) -> float:
+    """Forward FLOPs of one token-mixing sublayer over ``batch`` x ``length`` tokens (2 per multiply-add)."""
+    d, tokens = config.d_model, batch * length
+    if kind == "attention":  # q, k, v, out projections + scores and weighted values (causal: half the square)
+        return 2 * tokens * 4 * d * d + (2 if causal else 4) * batch * length * length * d
+    if kind == "conv":  # GLU in-projection (d -> 2d), depthwise kernel, out-projection
+        return 2 * tokens * (2 * d * d + d * d) + 2 * tokens * d * config.conv_kernel_size
+    gates = 4 if config.recurrent_cell == "lstm" else 3
+    directions, hidden = (1, d) if causal else (2, d // 2)
+    return directions * 2 * tokens * gates * (d * hidden + hidden * hidden) + 2 * tokens * d * d  # + out-projection
+
+
+def train_flops(config, batch: int, src: int, tgt: int, attention_only: bool = False) -> float:
     """Model FLOPs of one training step (forward + backward = 3 x forward) of an encoder-decoder of ``config``'s
-    shape (a ForgeConfig, or any config with the same field names) on ``batch`` rows of ``src`` source and ``tgt``
-    target tokens."""
+    shape on ``batch`` rows of ``src`` source and ``tgt`` target tokens; one formula for Forge and BART (a config
+    without ``layer_mixers`` is all attention). ``attention_only`` counts every token mixer as attention (BART's
+    layers whatever Forge's mixers are)."""
     d, h_enc, h_dec = config.d_model, config.encoder_ffn_dim, config.decoder_ffn_dim
     enc_tokens, dec_tokens = batch * src, batch * tgt
-    encoder = config.encoder_layers * (
-        2 * enc_tokens * (4 * d * d + 2 * d * h_enc)  # q, k, v, out projections + feed-forward
-        + 4 * batch * src * src * d  # scores + weighted values, bidirectional
-    )
-    decoder = config.decoder_layers * (
-        2 * dec_tokens * (4 * d * d + 2 * d * d + 2 * d * h_dec)  # self q/k/v/out, cross q/out, feed-forward
+    attention_only = attention_only or not hasattr(config, "layer_mixers")
+    mixers = {stack: ["attention"] * getattr(config, f"{stack}_layers") if attention_only
+              else config.layer_mixers(stack) for stack in ("encoder", "decoder")}
+    encoder = sum(mixing_flops(config, kind, batch, src, causal=False) for kind in mixers["encoder"])
+    encoder += config.encoder_layers * 2 * enc_tokens * 2 * d * h_enc  # feed-forward
+    decoder = sum(mixing_flops(config, kind, batch, tgt, causal=True) for kind in mixers["decoder"])
+    decoder += config.decoder_layers * (
+        2 * dec_tokens * (2 * d * d + 2 * d * h_dec)  # cross q/out, feed-forward
         + 2 * enc_tokens * 2 * d * d  # cross-attention k, v of the encoder output
-        + 2 * batch * tgt * tgt * d  # causal self-attention (half of the full square)
         + 4 * batch * tgt * src * d  # cross-attention scores + values
     )
     lm_head = 2 * dec_tokens * d * config.vocab_size

@@ -460,6 +460,11 @@ def load_word_vectors(path: str) -> tuple[dict[str, np.ndarray], int]:
                     vectors[word] = np.asarray(values, dtype=np.float32)
                 except ValueError as err:
                     raise ValueError(f"{path}:{line_number}: not a number in the vector ({err})") from None
+                if not np.isfinite(vectors[word]).all():  # NaN/inf (or beyond float32) would poison training
+                    raise ValueError(
+                        f"--init_embeddings {path} line {line_number}: the vector of {word!r} holds NaN or inf. "
+                        "Fix or delete that line (the file is damaged or was written with overflowing values)."
+                    )
     if dim is None or not vectors:
         raise ValueError(f"{path}: no word vectors found (expected GloVe/word2vec text format)")
     return vectors, dim

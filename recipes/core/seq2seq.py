@@ -20,6 +20,7 @@ from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
 from .args import ForgeSeq2SeqTrainingArguments, ModelArguments, parse_args
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
+from .guards import drop_unusable_prediction_labels
 from .metrics import decode_generated, seq2seq_metrics
 from .tasks import apply_overlong_policy, tokenize_seq2seq, validate_for_task
 from .safety import ForgeSeq2SeqTrainer
@@ -71,10 +72,14 @@ def run_seq2seq(task: Seq2SeqTask, argv: Optional[list[str]] = None, callbacks: 
     model_args, data_args, training_args = parse_args(
         ModelArguments, task.data_args_class, ForgeSeq2SeqTrainingArguments, args=argv
     )
-    resume = start_run(training_args)
+    resume = start_run(training_args, model_args, data_args)
 
     raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
     validate_for_task(task.name, raw, data_args)
+    if not training_args.do_train:  # predictions need no references: missing ones are not scored
+        target = getattr(data_args, "summary_column", None) or getattr(data_args, "target_lang")
+        flag = "summary_column" if hasattr(data_args, "summary_column") else "target_lang"
+        drop_unusable_prediction_labels(raw, target, lambda v: isinstance(v, str), flag)
     tokenizer = load_tokenizer(model_args)
     model = load_model(model_args, AutoModelForSeq2SeqLM, tokenizer)
     configure_generation(model, data_args, training_args)

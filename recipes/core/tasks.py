@@ -121,6 +121,9 @@ def validate_for_task(task: str, raw: Mapping[str, Any], data_args: Any) -> None
             validate_srl_split(
                 raw, split, (data_args.tokens_column, data_args.predicate_index_column, data_args.tags_column)
             )
+    from .guards import check_training_targets
+
+    check_training_targets(task, raw, data_args)  # every target empty: the model would learn nothing
 
 
 def _check_translation_dicts(raw: Mapping[str, Any], split: str, data_args: Any) -> None:

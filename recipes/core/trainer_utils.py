@@ -78,32 +78,49 @@ def last_complete_checkpoint(output_dir: str | os.PathLike) -> Optional[str]:
     return str(max(steps)[1]) if steps else None
 
 
-def start_run(training_args: Any) -> Optional[str]:
+def start_run(
+    training_args: Any, model_args: Any = None, data_args: Any = None, trains: Optional[bool] = None
+) -> Optional[str]:
     """Logging, seed and output-folder checks; returns the checkpoint to resume from (or None).
 
     - A folder that already holds a finished model is refused unless ``--overwrite_output_dir``
       (``recipes.core.export.OutputDirExistsError``), before any work is done.
+    - The run guards of :mod:`recipes.core.guards`: a training plan that trains nothing, unreadable input
+      files, an unwritable output folder, and a second run on the same folder are refused.
     - ``--resume_from_checkpoint PATH`` resumes from PATH; ``--resume_from_checkpoint last`` (or a
       rerun of an interrupted command, without --overwrite_output_dir) resumes from the newest complete
-      checkpoint in ``output_dir``.
+      checkpoint in ``output_dir``, only if that checkpoint was written with the same run-defining arguments.
+
+    ``trains`` says whether this run trains (default: ``--do_train``; pretraining always does).
     """
+    from . import guards
     from .export import check_output_dir
 
     _setup_logging(training_args)
     set_seed(training_args.seed)
+    trains = training_args.do_train if trains is None else trains
+    record = guards.run_record(model_args, data_args, training_args, world_size=training_args.world_size)
     overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
     check_output_dir(training_args.output_dir, overwrite)
+    if trains:
+        guards.check_training_plan(training_args)
+    guards.check_input_files(model_args, data_args)
+    guards.prepare_output_dir(training_args.output_dir)
+    if training_args.process_index == 0:
+        guards.acquire_run_lock(training_args.output_dir)
     resume = training_args.resume_from_checkpoint
     if resume in ("last", "latest", "True", "true"):
         resume = last_complete_checkpoint(training_args.output_dir)
         if resume is None:
             raise ValueError(f"--resume_from_checkpoint {training_args.resume_from_checkpoint}: no complete checkpoint in {training_args.output_dir}.")
-    elif resume is None and training_args.do_train and not overwrite:
+    elif resume is None and trains and not overwrite:
         resume = last_complete_checkpoint(training_args.output_dir)
     if resume:
         if not Path(resume).is_dir():
             raise ValueError(f"--resume_from_checkpoint {resume} is not a folder.")
+        guards.check_same_run(resume, record)
         logger.info("Resuming from checkpoint %s (pass --overwrite_output_dir to start afresh).", resume)
+    setattr(training_args, guards.RUN_RECORD_ATTR, record)  # RunRecordCallback writes it into each checkpoint
     return resume
 
 
@@ -228,11 +245,17 @@ def train(trainer: Any, resume_from_checkpoint: Optional[str], num_train_example
     Raises:
         TrainingDivergedError: the NaN guard stopped the run (its message names step and causes).
     """
-    result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    for callback in trainer.callback_handler.callbacks:
-        if isinstance(callback, NaNGuardCallback) and callback.triggered:
-            raise TrainingDivergedError(callback.message)
-    metrics = dict(result.metrics)
+    from .guards import checkpoint_is_final, finish_from_checkpoint
+
+    explicit = trainer.args.resume_from_checkpoint is not None  # the user asked to continue that checkpoint
+    if resume_from_checkpoint and checkpoint_is_final(resume_from_checkpoint, honour_stop=not explicit):
+        metrics = finish_from_checkpoint(trainer, resume_from_checkpoint)  # killed after its last checkpoint
+    else:
+        result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        for callback in trainer.callback_handler.callbacks:
+            if isinstance(callback, NaNGuardCallback) and callback.triggered:
+                raise TrainingDivergedError(callback.message)
+        metrics = dict(result.metrics)
     metrics["train_samples"] = num_train_examples
     trainer.log_metrics("train", metrics)
     trainer.save_metrics("train", metrics)
@@ -311,24 +334,27 @@ def finish_run(
     if not trainer.is_world_process_zero():
         return
     from .export import save_hub_folder
+    from .guards import release_run_lock, save_or_rescue
     from .lora import is_lora_model, save_adapter_and_merge
 
     output_dir = Path(training_args.output_dir)
     if final_model is not None and is_lora_model(final_model):
         final_model = save_adapter_and_merge(final_model, output_dir, model_args.model_name_or_path)
     if training_args.do_train:
-        save_hub_folder(
-            final_model, tokenizer, output_dir, task=task, overwrite=True  # the start-up check already guarded it
+        save_or_rescue(  # a failed save (disk full) keeps the model in a rescue folder and says where
+            save_hub_folder, final_model, tokenizer, output_dir, task=task, overwrite=True  # start_run guarded it
         )
     all_metrics = {**(train_metrics or {}), **metrics}
     trainer.save_metrics("all", all_metrics, combined=False)
     curve = plot_loss_curve(trainer.state.log_history, output_dir / LOSS_CURVE_NAME, title=task)
     if not training_args.do_train:
+        release_run_lock(output_dir)
         return
     try:
         from .cards import write_model_card
     except ImportError:  # the card writer is optional for a bare checkout
         logger.warning("recipes.core.cards is not available; no model card written.")
+        release_run_lock(output_dir)
         return
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
@@ -346,6 +372,7 @@ def finish_run(
         command=command,
         loss_curve=curve,
     )
+    release_run_lock(output_dir)
 
 
 _RECIPE_OF_TASK = {
