@@ -33,6 +33,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
 from modeling import ForgeConfig, ForgeForConditionalGeneration
+from privacy.dp import trainer_class
 from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
 from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.cards import write_model_card
@@ -110,6 +111,13 @@ class PretrainDataArguments(DataArguments):
     mean_noise_span_length: float = field(default=3.0, metadata={"help": "Mean masked span length (T5: 3)."})
     shuffle_buffer_size: int = field(
         default=10_000, metadata={"help": "--streaming only: documents held in the shuffle buffer."}
+    )
+    scrub_pii: bool = field(
+        default=False,
+        metadata={"help": "Replace e-mail addresses, phone numbers, URLs, card and ID numbers in every split with "
+                  "placeholders such as <EMAIL> before the tokenizer and the model see the text (privacy.pii; pip "
+                  "install 'forge-transformer[privacy]'). Counts by type go to <output_dir>/pii_report.json and the "
+                  "model card. Not with --streaming (scrub the files first: python -m privacy.pii)."},
     )
 
     def __post_init__(self) -> None:
@@ -288,6 +296,14 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     raw = select_samples(raw, data_args)
     if "train" in raw:  # an empty or all-blank corpus would train (and export) a model of nothing
         check_corpus_has_text(raw["train"], data_args.text_column, data_args.train_file or data_args.dataset_name or "train")
+    pii_reports = None
+    if data_args.scrub_pii:
+        from privacy.pii import save_reports, scrub_splits
+
+        with training_args.main_process_first(desc="scrubbing PII"):
+            raw, pii_reports = scrub_splits(raw, data_args.text_column, data_args.preprocessing_num_workers)
+        if training_args.process_index == 0:
+            save_reports(pii_reports, training_args.output_dir)
     tokenizer = load_or_train_tokenizer(model_args, data_args, training_args, raw["train"], resume)
     model = build_model(model_args, data_args, tokenizer)
     embedding_stats = None
@@ -311,7 +327,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(
         callbacks or []
     )
-    trainer = ForgeTrainer(
+    trainer = trainer_class(training_args, "pretraining", base=ForgeTrainer)(  # refuses --dp_epsilon
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
     )
@@ -347,13 +363,13 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         # overwrite=True: start_run already refused a finished folder unless --overwrite_output_dir
         save_or_rescue(save_hub_folder, final, tokenizer, training_args.output_dir, task=HUB_TASK, overwrite=True)
         _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
-                    started, argv)
+                    started, argv, pii_reports=pii_reports)
         release_run_lock(training_args.output_dir)
     return metrics
 
 
 def _write_card(model, tokenizer, model_args, data_args, training_args, trainer, metrics, embedding_stats,
-                started, argv) -> None:
+                started, argv, pii_reports=None) -> None:
     """Model card: data, steps, budget, final validation loss / perplexity, command."""
     out = Path(training_args.output_dir)
     world = training_args.world_size
@@ -388,11 +404,14 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
     card_metrics = {k: v for k, v in metrics.items() if k in ("eval_loss", "eval_perplexity")}
     command = "python -m recipes.pretrain " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     curve = out / LOSS_CURVE_NAME
+    from privacy.pii import card_section as pii_card_section
+
     write_model_card(
         out, model_name=out.name, task="pretraining", metrics=card_metrics,
         datasets=data_args.dataset_name, dataset_name=data_name, dataset_split="validation",
         language=None, hyperparameters=hyper, training_budget=budget, command=command,
         loss_curve=curve if curve.is_file() else None,
+        extra_sections=[pii_card_section(pii_reports)] if pii_reports else None,
         summary=("A Forge encoder-decoder pretrained from scratch with T5-style span corruption. The validation "
                  "loss and perplexity are measured on span-corruption targets (sentinels, masked spans, </s>) of "
                  "the packed validation blocks with fixed noise masks."),

@@ -20,6 +20,7 @@ from typing import Any, Optional
 import numpy as np
 from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
+from privacy.dp import trainer_class
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, QADataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
@@ -92,7 +93,9 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         return squad_score(answers, references("validation"))
 
     model_inputs = {split: feats.remove_columns(POSTPROCESS_COLUMNS) for split, feats in features.items()}
-    trainer = ForgeTrainer(
+    train_rows = len(model_inputs["train"]) if "train" in model_inputs else None
+    trainer = trainer_class(training_args, TASK, num_examples=len(raw["train"]) if "train" in raw else None, num_rows=train_rows,
+                            base=ForgeTrainer)(
         model=model,
         args=training_args,
         train_dataset=model_inputs.get("train") if training_args.do_train else None,

@@ -16,6 +16,7 @@ from typing import Any, Optional
 
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from privacy.dp import trainer_class
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SentimentDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, build_label_list, check_labels, load_raw_datasets, select_samples
@@ -95,7 +96,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
             )
         features[split] = apply_overlong_policy(mapped, raw, split, data_args.overlong_policy, "max_seq_length", data_args.max_seq_length)
 
-    trainer = ForgeTrainer(
+    trainer = trainer_class(training_args, TASK, base=ForgeTrainer)(
         model=model,
         args=training_args,
         train_dataset=features.get("train") if training_args.do_train else None,

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification
 
+from privacy.dp import trainer_class
 from recipes.core.args import ForgeTrainingArguments, ModelArguments, SRLDataArguments, parse_args
 from recipes.core.callbacks import build_callbacks
 from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows, load_raw_datasets, select_samples
@@ -98,7 +99,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     example_rows = {split: feats["example_index"] for split, feats in features.items()}  # dropped rows skipped
     model_inputs = {split: feats.remove_columns(["word_ids", "example_index"]) for split, feats in features.items()}
 
-    trainer = ForgeTrainer(
+    trainer = trainer_class(training_args, TASK, base=ForgeTrainer)(  # refuses --dp_epsilon (see privacy.dp)
         model=model,
         args=training_args,
         train_dataset=model_inputs.get("train") if training_args.do_train else None,

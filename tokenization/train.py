@@ -219,6 +219,12 @@ class TrainTokenizerArguments:
         default=False, metadata={"help": "Overwrite a tokenizer already in --output_dir."}
     )
     no_progress: bool = field(default=False, metadata={"help": "Hide the progress bar."})
+    scrub_pii: bool = field(
+        default=False,
+        metadata={"help": "Replace e-mail addresses, phone numbers, URLs, card and ID numbers in the corpus with "
+                  "placeholders such as <EMAIL> before training (privacy.pii; pip install 'forge-transformer[privacy]'). "
+                  "Counts by type go to <output_dir>/pii_report.json."},
+    )
 
 
 def corpus_from_args(args: TrainTokenizerArguments) -> Iterator[str]:
@@ -269,6 +275,12 @@ def main(argv: list[str] | None = None) -> ForgeTokenizerFast:
     (args,) = parser.parse_args_into_dataclasses(args=argv)
     check_output_dir(args.output_dir, args.overwrite_output_dir)
     texts = corpus_from_args(args)
+    pii_report = None
+    if args.scrub_pii:
+        from privacy.pii import PiiReport, PiiScrubber  # not a model-folder file: an absolute import is fine here
+
+        pii_report = PiiReport()
+        texts = PiiScrubber().scrub_texts(texts, pii_report)
     logger.info("training a %d-token vocabulary (%d sentinels)", args.vocab_size, args.num_sentinels)
     tokenizer = train_tokenizer(
         texts, vocab_size=args.vocab_size, num_sentinels=args.num_sentinels,
@@ -277,6 +289,9 @@ def main(argv: list[str] | None = None) -> ForgeTokenizerFast:
     if len(tokenizer) < args.vocab_size:
         logger.warning("the corpus only supports %d tokens (asked for %d)", len(tokenizer), args.vocab_size)
     save_tokenizer(tokenizer, args.output_dir)
+    if pii_report is not None:
+        logger.info("personal data replaced (counts by type): %s -> %s", pii_report.to_dict()["replaced"],
+                    pii_report.save(args.output_dir))
     logger.info("saved a %d-token tokenizer to %s", len(tokenizer), args.output_dir)
     return tokenizer
 

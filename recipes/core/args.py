@@ -26,6 +26,8 @@ from typing import Any, Optional
 
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 
+from privacy.dp import DPArguments
+
 from .distributed import prepare_launch
 
 __all__ = [
@@ -527,8 +529,8 @@ class ForgeRunArguments:
 
 
 @dataclass
-class ForgeTrainingArguments(ForgeRunArguments, TrainingArguments):
-    """transformers' TrainingArguments plus :class:`ForgeRunArguments`."""
+class ForgeTrainingArguments(ForgeRunArguments, DPArguments, TrainingArguments):
+    """transformers' TrainingArguments plus :class:`ForgeRunArguments` and the DP-SGD flags (``privacy.dp``)."""
 
 
 @dataclass

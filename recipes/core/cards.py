@@ -203,6 +203,7 @@ def write_model_card(
     repo_id: str | None = None,
     summary: str | None = None,
     tags: list[str] | None = None,
+    extra_sections: list[tuple[str, str]] | None = None,
 ) -> Path:
     """Write ``output_dir/README.md``: a model card with YAML metadata and a ``model-index`` of ``metrics``.
 
@@ -228,6 +229,8 @@ def write_model_card(
             rewrites it to the target repo when uploading).
         summary: one paragraph at the top.
         tags: extra tags.
+        extra_sections: ``(title, markdown)`` sections appended to the card (e.g. the differential-privacy budget or
+            the personal-data scrubbing report of ``privacy``).
 
     Returns:
         The path of the written README.md.
@@ -316,6 +319,8 @@ def write_model_card(
         framework_versions=_framework_versions(),
     )
     text = str(card)
+    for section_title, body in extra_sections or []:
+        text = text.rstrip("\n") + f"\n\n## {section_title}\n\n{body.strip()}\n"
     redacted = redact_secrets(text)
     if redacted != text:
         logger.warning("Model card: a Hugging Face token was found in the card inputs and redacted.")

@@ -356,6 +356,8 @@ def finish_run(
         logger.warning("recipes.core.cards is not available; no model card written.")
         release_run_lock(output_dir)
         return
+    from privacy.dp import card_section
+
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
     command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
@@ -371,6 +373,7 @@ def finish_run(
         training_budget=f"{steps} optimizer steps ({trainer.state.epoch or 0:.2f} epochs){elapsed}",
         command=command,
         loss_curve=curve,
+        extra_sections=[s for s in (card_section(train_metrics),) if s],
     )
     release_run_lock(output_dir)
 
