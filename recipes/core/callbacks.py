@@ -215,10 +215,13 @@ def _first_non_finite_parameter(model) -> Optional[str]:
         groups: dict = {}
         for param in params:  # _foreach_norm needs one device and dtype per call
             groups.setdefault((param.device, param.dtype), []).append(param)
-        totals = [torch.stack(torch._foreach_norm(group)).float().sum() for group in groups.values()]
-        device = totals[0].device
-        if bool(torch.isfinite(torch.stack([t.to(device) for t in totals]).sum())):
-            return None
+        try:
+            totals = [torch.stack(torch._foreach_norm(group)).float().sum() for group in groups.values()]
+            device = totals[0].device
+            if bool(torch.isfinite(torch.stack([t.to(device) for t in totals]).sum())):
+                return None
+        except (RuntimeError, TypeError, NotImplementedError):  # e.g. sharded (DTensor) parameters: scan instead
+            pass
         for name, param in model.named_parameters():  # rare path: name the culprit
             if not torch.isfinite(param).all():
                 return name
