@@ -4,14 +4,8 @@
     model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained("forge-small"))
 """
 
-from transformers import (
-    AutoConfig,
-    AutoModel,
-    AutoModelForQuestionAnswering,
-    AutoModelForSeq2SeqLM,
-    AutoModelForSequenceClassification,
-    AutoModelForTokenClassification,
-)
+import transformers
+from transformers import AutoConfig
 
 from .configuration_forge import PRESETS, ForgeConfig
 from .modeling_forge import (
@@ -25,7 +19,8 @@ from .modeling_forge import (
 )
 
 
-# Auto class -> Forge class. Also the list a Hub folder's `auto_map` should cover (one entry per head).
+# Auto class -> Forge class: registered below, and the list a Hub folder's `auto_map` covers (one entry per head;
+# publishing/export.py builds auto_map from it, the task registry names its keys).
 AUTO_CLASSES = {
     "AutoModel": ForgeModel,
     "AutoModelForSeq2SeqLM": ForgeForConditionalGeneration,
@@ -36,12 +31,8 @@ AUTO_CLASSES = {
 
 # exist_ok: re-importing (or reloading) the package must not fail.
 AutoConfig.register(ForgeConfig.model_type, ForgeConfig, exist_ok=True)
-for _auto, _model in zip(
-    (AutoModel, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForQuestionAnswering,
-     AutoModelForTokenClassification),
-    AUTO_CLASSES.values(),
-):
-    _auto.register(ForgeConfig, _model, exist_ok=True)
+for _auto_name, _model in AUTO_CLASSES.items():
+    getattr(transformers, _auto_name).register(ForgeConfig, _model, exist_ok=True)
 
 
 def preset_parameter_counts() -> dict[str, int]:
@@ -59,14 +50,12 @@ def preset_parameter_counts() -> dict[str, int]:
     return counts
 
 
-# --- Pipeline hook (filled by the pipeline engineer) --------------------------------------------------------------
-# `pipeline_forge.py` may not exist yet, and model folders loaded with trust_remote_code never run this file.
-try:
-    from . import pipeline_forge  # noqa: F401
-except ImportError:
-    pipeline_forge = None
-else:
-    pipeline_forge.register_pipelines()  # forge-summarization, forge-question-answering, semantic-role-labeling, ...
+# Pipelines for the tasks transformers 5 removed: forge-summarization, forge-question-answering,
+# semantic-role-labeling, ... Imported unconditionally, so that a broken pipeline file fails `import modeling` loudly
+# instead of leaving `pipeline()` without them. (Model folders loaded with trust_remote_code never run this file.)
+from . import pipeline_forge  # noqa: E402
+
+pipeline_forge.register_pipelines()
 
 
 __all__ = [

@@ -101,6 +101,8 @@ class ForgeConfig(PreTrainedConfig):
         "hidden_size": "d_model",
         "num_hidden_layers": "decoder_layers",
         "num_attention_heads": "decoder_attention_heads",
+        # GPT-2's / T5's name for the same field (transformers' own test helpers set it on every config).
+        "layer_norm_epsilon": "layer_norm_eps",
     }
 
     vocab_size: int = 16384

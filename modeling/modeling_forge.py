@@ -1,7 +1,7 @@
 """Forge: a from-scratch encoder-decoder Transformer for Hugging Face transformers 5.
 
 The file reads top to bottom: positions -> attention function -> attention module -> feed-forward -> encoder layer
--> decoder layer -> encoder -> decoder -> ForgePreTrainedModel -> ForgeModel -> task heads. The optional conv and
+-> decoder layer -> ForgePreTrainedModel -> encoder -> decoder -> ForgeModel -> task heads. The optional conv and
 recurrent token mixers that can replace self-attention (``encoder_mixer`` / ``decoder_mixer``) are in
 ``mixers_forge.py``.
 
@@ -13,8 +13,11 @@ Design notes (speed is part of the design, not an afterthought):
 * Position tables (sinusoidal rows, rotary cos/sin) are precomputed buffers, so a decoding step only slices them.
 * Masks come from ``transformers.masking_utils``: with sdpa and no padding they are ``None`` and the kernel runs with
   ``is_causal`` (decoder self-attention) or with no mask at all (encoder and cross-attention, which are never causal).
-* The token embedding ``shared`` is one module; the encoder and decoder hold a reference to it (see ``_share``),
-  so the parameter has exactly one name and the encoder heads load it from a seq2seq checkpoint.
+* The token embedding ``shared`` is one module, registered on the encoder and decoder too (``embed_tokens``, see
+  ``_share``); the weights file stores it once, as ``shared.weight``, so the encoder heads load it from a seq2seq
+  checkpoint.
+* ``output_hidden_states`` / ``output_attentions`` are recorded by transformers' ``capture_outputs`` hooks, installed
+  on first request: the default forward carries no recording code.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import logging
+from transformers.utils import can_return_tuple, logging
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 try:  # the error type of a truncated or corrupt weights file
     from safetensors import SafetensorError
@@ -55,16 +60,17 @@ from .mixers_forge import build_mixer, init_mixer_weights, mixer_padding_mask, p
 
 logger = logging.get_logger(__name__)
 
-# Keyword arguments that transformers passes to every forward (generate, pipelines) and that Forge accepts but does
-# not act on: Forge always returns a ModelOutput and does not record per-layer attentions / hidden states.
-_IGNORED_KWARGS = frozenset({"output_attentions", "output_hidden_states", "return_dict"})
+# The output switches transformers passes to every forward (generate, pipelines, its tests). transformers' own
+# decorators act on them: `capture_outputs` on the encoder and decoder records per-layer hidden states and attention
+# weights, `can_return_tuple` on the models turns the output into a tuple for `return_dict=False`.
+_OUTPUT_KWARGS = frozenset({"output_attentions", "output_hidden_states", "return_dict"})
 
 
 def _check_kwargs(kwargs: dict, where: str) -> None:
     """Refuse arguments that would otherwise be swallowed silently (a misnamed cache gives wrong tokens)."""
-    if "past_key_values" in kwargs:
+    if "past_key_values" in kwargs:  # the models accept it (deprecated); a stack called directly does not
         raise TypeError(f"{where}: the KV cache argument is named `cache` in transformers 5, not `past_key_values`.")
-    unknown = set(kwargs) - _IGNORED_KWARGS
+    unknown = set(kwargs) - _OUTPUT_KWARGS
     if unknown:
         raise TypeError(f"{where} got unexpected keyword arguments: {sorted(unknown)}")
 
@@ -103,8 +109,10 @@ class ForgeSinusoidalPositions(nn.Module):
     def __init__(self, num_positions: int, dim: int):
         super().__init__()
         self.dim = dim
-        # Not saved: it is a function of the config (rebuilt by `_init_weights` after loading).
-        self.register_buffer("table", sinusoidal_table(num_positions, dim), persistent=False)
+        # Not saved: it is a function of the config (rebuilt by `_init_weights` after loading). Built in the default
+        # dtype, which from_pretrained(dtype=...) sets: a float32 table would turn fp16/bf16 activations into float32.
+        table = sinusoidal_table(num_positions, dim).to(torch.get_default_dtype())
+        self.register_buffer("table", table, persistent=False)
 
     def forward(self, start: int, length: int) -> torch.Tensor:
         """Rows ``start .. start+length-1``, ``(length, dim)``."""
@@ -136,9 +144,9 @@ class ForgeRotaryPositions(nn.Module):
         super().__init__()
         self.head_dim = head_dim
         self.theta = theta
-        cos, sin = rotary_tables(num_positions, head_dim, theta)
-        self.register_buffer("cos", cos, persistent=False)
-        self.register_buffer("sin", sin, persistent=False)
+        cos, sin = rotary_tables(num_positions, head_dim, theta)  # in the default dtype, as the sinusoidal table
+        self.register_buffer("cos", cos.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("sin", sin.to(torch.get_default_dtype()), persistent=False)
 
     def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin for positions ``start .. start+length-1``, each ``(length, head_dim)``."""
@@ -148,6 +156,25 @@ class ForgeRotaryPositions(nn.Module):
             self.cos = cos.to(device=self.cos.device, dtype=self.cos.dtype)
             self.sin = sin.to(device=self.sin.device, dtype=self.sin.dtype)
         return self.cos[start:end], self.sin[start:end]
+
+
+class ForgeScaledEmbedding(nn.Embedding):
+    """The token embedding, times ``embed_scale`` (sqrt(d_model) with ``scale_embedding``), as BART's.
+
+    Scaling inside the module makes ``get_input_embeddings()(input_ids)`` exactly what ``input_ids`` feed the stacks,
+    so ``inputs_embeds`` built from it (prompt tuning, ``generate(inputs_embeds=...)``) give the same outputs.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, embed_scale: float = 1.0):
+        super().__init__(num_embeddings, embedding_dim)
+        self.embed_scale = embed_scale
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * self.embed_scale
+
+    @classmethod
+    def for_config(cls, config: ForgeConfig) -> "ForgeScaledEmbedding":
+        return cls(config.vocab_size, config.d_model, math.sqrt(config.d_model) if config.scale_embedding else 1.0)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -399,177 +426,7 @@ class ForgeDecoderLayer(GradientCheckpointingLayer):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Encoder and decoder stacks
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class _ForgeStack(nn.Module):
-    """What the encoder and decoder share: token embedding reference, positions, final norm."""
-
-    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding, num_heads: int):
-        super().__init__()
-        self.config = config
-        self._share(embed_tokens)
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        self.embed_positions: nn.Module | None = None
-        self.rotary: ForgeRotaryPositions | None = None
-        if config.position_embedding_type == "learned":
-            self.embed_positions = ForgeLearnedPositions(config.max_position_embeddings, config.d_model)
-        elif config.position_embedding_type == "sinusoidal":
-            self.embed_positions = ForgeSinusoidalPositions(config.max_position_embeddings, config.d_model)
-        else:
-            self.rotary = ForgeRotaryPositions(
-                config.max_position_embeddings, config.d_model // num_heads, config.rope_theta
-            )
-        self.final_norm = make_norm(config)
-        self.dropout = config.dropout
-
-    def _share(self, embed_tokens: nn.Embedding) -> None:
-        # A reference, not a submodule: the embedding is registered once, as `shared` on the model. Registering it
-        # here too would give one tensor three names (and make `tie_word_embeddings=False` untie the encoder from the
-        # decoder, as BART does in transformers 5).
-        self.__dict__["embed_tokens"] = embed_tokens
-
-    def embed(
-        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, start: int
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-        """Token (+ absolute position) embeddings, and the rotary tables if any."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
-        if inputs_embeds is None:
-            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
-        length = inputs_embeds.shape[1]
-        position_embeddings = None
-        if self.embed_positions is not None:
-            inputs_embeds = inputs_embeds + self.embed_positions(start, length)
-        else:
-            position_embeddings = self.rotary(start, length)
-        return F.dropout(inputs_embeds, p=self.dropout, training=self.training), position_embeddings
-
-
-class ForgeEncoder(_ForgeStack):
-    """Bidirectional self-attention over the source."""
-
-    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
-        super().__init__(config, embed_tokens, config.encoder_attention_heads)
-        self.layers = nn.ModuleList([ForgeEncoderLayer(config, i) for i in range(config.encoder_layers)])
-        self.has_mixers = any(kind != "attention" for kind in config.layer_mixers("encoder"))
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
-    ) -> BaseModelOutput:
-        # generate() hands the batch's remaining model kwargs to the encoder; under Seq2SeqTrainer's
-        # predict_with_generate that includes `labels`, which the encoder has no use for.
-        kwargs.pop("labels", None)
-        _check_kwargs(kwargs, "ForgeEncoder.forward")
-        hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=0)
-        # None when there is no padding under sdpa/flash: the kernel then needs no mask at all.
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
-        mixer_kwargs = {}
-        if self.has_mixers:  # conv / recurrent layers mask padding themselves, from the 2-D mask
-            mixer_kwargs["padding_mask"] = mixer_padding_mask(attention_mask, hidden_states.shape[1])
-        for layer in self.layers:
-            hidden_states = layer(hidden_states, attention_mask=mask, position_embeddings=position_embeddings,
-                                  **mixer_kwargs)
-        return BaseModelOutput(last_hidden_state=self.final_norm(hidden_states))
-
-
-class ForgeDecoder(_ForgeStack):
-    """Causal self-attention over the target prefix plus cross-attention to the encoder output."""
-
-    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
-        super().__init__(config, embed_tokens, config.decoder_attention_heads)
-        self.layers = nn.ModuleList([ForgeDecoderLayer(config, i) for i in range(config.decoder_layers)])
-        self.mixer_layers = [i for i, kind in enumerate(config.layer_mixers("decoder")) if kind != "attention"]
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        encoder_hidden_states: torch.Tensor | None = None,
-        encoder_attention_mask: torch.Tensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPastAndCrossAttentions:
-        _check_kwargs(kwargs, "ForgeDecoder.forward")
-        if encoder_hidden_states is None:
-            raise ValueError("ForgeDecoder needs `encoder_hidden_states` (the encoder output).")
-        use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and cache is None:
-            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-        elif not use_cache:
-            cache = None
-        if cache is not None and not isinstance(cache, EncoderDecoderCache):
-            raise TypeError(
-                f"Forge's decoder needs an EncoderDecoderCache (self- and cross-attention), got {type(cache).__name__}."
-            )
-        if cache is not None and self.mixer_layers:
-            prepare_mixer_cache(cache.self_attention_cache, self.mixer_layers)  # conv/recurrent state slots
-        past_length = cache.get_seq_length() if cache is not None else 0
-        hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=past_length)
-
-        # sdpa: None when there is no padding (then the kernel's is_causal applies); eager: the full additive mask.
-        self_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=hidden_states,
-            attention_mask=attention_mask,
-            cache=cache.self_attention_cache if cache is not None else None,
-        )
-        cross_mask = self._cross_mask(hidden_states, encoder_attention_mask, encoder_hidden_states, cache)
-        mixer_kwargs = {}
-        if self.mixer_layers:
-            mixer_kwargs["padding_mask"] = mixer_padding_mask(attention_mask, hidden_states.shape[1])
-        for layer in self.layers:
-            hidden_states = layer(
-                hidden_states,
-                encoder_hidden_states,  # positional, so that gradient checkpointing propagates its gradient
-                attention_mask=self_mask,
-                encoder_attention_mask=cross_mask,
-                position_embeddings=position_embeddings,
-                cache=cache,
-                **mixer_kwargs,
-            )
-        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=self.final_norm(hidden_states), cache=cache)
-
-    def _cross_mask(
-        self,
-        hidden_states: torch.Tensor,
-        encoder_attention_mask: torch.Tensor | None,
-        encoder_hidden_states: torch.Tensor,
-        cache: EncoderDecoderCache | None,
-    ) -> torch.Tensor | None:
-        """The cross-attention mask, built once per generation instead of once per decoding step.
-
-        It depends only on the source padding and the query length, and during ``generate()`` both stay the same
-        from the second step on (the encoder mask is the same tensor object every step; beam reordering only swaps
-        beams of the same source, whose masks are equal). So the mask of a one-token step is kept on the cache and
-        reused while the same mask tensor comes back; anything else rebuilds it.
-        """
-        q_len = hidden_states.shape[1]
-        reusable = cache is not None and q_len == 1 and encoder_attention_mask is not None
-        if reusable:
-            kept = getattr(cache, "_forge_cross_mask", None)
-            if kept is not None and kept[0] is encoder_attention_mask and kept[1] == hidden_states.dtype:
-                return kept[2]
-        mask = create_bidirectional_mask(
-            config=self.config,
-            inputs_embeds=hidden_states,
-            attention_mask=encoder_attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-        )
-        if reusable:
-            cache._forge_cross_mask = (encoder_attention_mask, hidden_states.dtype, mask)
-        return mask
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Pretrained base class and models
+# Pretrained base class
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -653,12 +510,222 @@ def _describe_broken_weights(name_or_path, subfolder: str | None, error: Excepti
     )
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Encoder and decoder stacks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _ForgeStack(ForgePreTrainedModel):
+    """What the encoder and decoder share: the token embedding, positions, final norm.
+
+    A PreTrainedModel (as BART's encoder and decoder are) so that transformers' ``capture_outputs`` can record its
+    per-layer hidden states and attention weights on request (``_can_record_outputs`` of the subclasses).
+    """
+
+    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding, num_heads: int):
+        super().__init__(config)
+        self._share(embed_tokens)
+        self.embed_positions: nn.Module | None = None
+        self.rotary: ForgeRotaryPositions | None = None
+        if config.position_embedding_type == "learned":
+            self.embed_positions = ForgeLearnedPositions(config.max_position_embeddings, config.d_model)
+        elif config.position_embedding_type == "sinusoidal":
+            self.embed_positions = ForgeSinusoidalPositions(config.max_position_embeddings, config.d_model)
+        else:
+            self.rotary = ForgeRotaryPositions(
+                config.max_position_embeddings, config.d_model // num_heads, config.rope_theta
+            )
+        self.final_norm = make_norm(config)
+        self.dropout = config.dropout
+
+    def _share(self, embed_tokens: nn.Embedding) -> None:
+        # The model's `shared` module itself, registered here too (so `named_modules(remove_duplicate=False)`,
+        # `get_submodule("encoder.embed_tokens")`, hooks and parallel plans see it). One module object, not a copy
+        # tied by name: the encoder and decoder share it whatever `tie_word_embeddings` says (that flag is about
+        # lm_head), and the weights file keeps one tensor (`_keys_to_ignore_on_save`).
+        self.embed_tokens = embed_tokens
+
+    def _check_output_attentions(self, kwargs: dict) -> None:
+        """Warn (once) that fused kernels return no attention weights, as transformers' sdpa/flash kernels do."""
+        if (kwargs.get("output_attentions") or self.config.output_attentions) and (
+            self.config._attn_implementation != "eager"
+        ):
+            logger.warning_once(
+                f"output_attentions=True needs attn_implementation='eager': '{self.config._attn_implementation}' "
+                "computes no attention weights, so the attentions come back empty. Load the model with "
+                "attn_implementation='eager' (or call model.set_attn_implementation('eager'))."
+            )
+
+    def embed(
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, start: int
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Token (+ absolute position) embeddings, and the rotary tables if any."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of `input_ids` and `inputs_embeds`.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)  # scaled by the module (ForgeScaledEmbedding)
+        length = inputs_embeds.shape[1]
+        position_embeddings = None
+        if self.embed_positions is not None:
+            inputs_embeds = inputs_embeds + self.embed_positions(start, length)
+        else:
+            position_embeddings = self.rotary(start, length)
+        return F.dropout(inputs_embeds, p=self.dropout, training=self.training), position_embeddings
+
+
+class ForgeEncoder(_ForgeStack):
+    """Bidirectional self-attention over the source."""
+
+    # Recorded by `capture_outputs` only when asked (output_hidden_states / output_attentions): the hooks are
+    # installed on first request, so the default forward runs no per-layer recording code.
+    _can_record_outputs = {"hidden_states": ForgeEncoderLayer, "attentions": ForgeAttention}
+
+    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
+        super().__init__(config, embed_tokens, config.encoder_attention_heads)
+        self.layers = nn.ModuleList([ForgeEncoderLayer(config, i) for i in range(config.encoder_layers)])
+        self.has_mixers = any(kind != "attention" for kind in config.layer_mixers("encoder"))
+        self.post_init()
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        # generate() hands the batch's remaining model kwargs to the encoder; under Seq2SeqTrainer's
+        # predict_with_generate that includes `labels`, which the encoder has no use for.
+        kwargs.pop("labels", None)
+        _check_kwargs(kwargs, "ForgeEncoder.forward")
+        self._check_output_attentions(kwargs)
+        hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=0)
+        # None when there is no padding under sdpa/flash: the kernel then needs no mask at all.
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        mixer_kwargs = {}
+        if self.has_mixers:  # conv / recurrent layers mask padding themselves, from the 2-D mask
+            mixer_kwargs["padding_mask"] = mixer_padding_mask(attention_mask, hidden_states.shape[1])
+        for layer in self.layers:
+            hidden_states = layer(hidden_states, attention_mask=mask, position_embeddings=position_embeddings,
+                                  **mixer_kwargs)
+        return BaseModelOutput(last_hidden_state=self.final_norm(hidden_states))
+
+
+class ForgeDecoder(_ForgeStack):
+    """Causal self-attention over the target prefix plus cross-attention to the encoder output."""
+
+    _can_record_outputs = {
+        "hidden_states": ForgeDecoderLayer,
+        "attentions": OutputRecorder(ForgeAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(ForgeAttention, index=1, layer_name="encoder_attn"),
+    }
+
+    def __init__(self, config: ForgeConfig, embed_tokens: nn.Embedding):
+        super().__init__(config, embed_tokens, config.decoder_attention_heads)
+        self.layers = nn.ModuleList([ForgeDecoderLayer(config, i) for i in range(config.decoder_layers)])
+        self.mixer_layers = [i for i, kind in enumerate(config.layer_mixers("decoder")) if kind != "attention"]
+        self.post_init()
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        _check_kwargs(kwargs, "ForgeDecoder.forward")
+        self._check_output_attentions(kwargs)
+        if encoder_hidden_states is None:
+            raise ValueError("ForgeDecoder needs `encoder_hidden_states` (the encoder output).")
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        elif not use_cache:
+            cache = None
+        if cache is not None and not isinstance(cache, EncoderDecoderCache):
+            raise TypeError(
+                f"Forge's decoder needs an EncoderDecoderCache (self- and cross-attention), got {type(cache).__name__}."
+            )
+        if cache is not None and self.mixer_layers:
+            prepare_mixer_cache(cache.self_attention_cache, self.mixer_layers)  # conv/recurrent state slots
+        past_length = cache.get_seq_length() if cache is not None else 0
+        hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=past_length)
+
+        # sdpa: None when there is no padding (then the kernel's is_causal applies); eager: the full additive mask.
+        self_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            cache=cache.self_attention_cache if cache is not None else None,
+        )
+        cross_mask = self._cross_mask(hidden_states, encoder_attention_mask, encoder_hidden_states, cache)
+        mixer_kwargs = {}
+        if self.mixer_layers:
+            mixer_kwargs["padding_mask"] = mixer_padding_mask(attention_mask, hidden_states.shape[1])
+        for layer in self.layers:
+            hidden_states = layer(
+                hidden_states,
+                encoder_hidden_states,  # positional, so that gradient checkpointing propagates its gradient
+                attention_mask=self_mask,
+                encoder_attention_mask=cross_mask,
+                position_embeddings=position_embeddings,
+                cache=cache,
+                **mixer_kwargs,
+            )
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=self.final_norm(hidden_states), cache=cache)
+
+    def _cross_mask(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor,
+        cache: EncoderDecoderCache | None,
+    ) -> torch.Tensor | None:
+        """The cross-attention mask, built once per generation instead of once per decoding step.
+
+        It depends only on the source padding and the query length, and during ``generate()`` both stay the same
+        from the second step on (the encoder mask is the same tensor object every step; beam reordering only swaps
+        beams of the same source, whose masks are equal). So the mask of a one-token step is kept on the cache and
+        reused while the same mask tensor comes back; anything else rebuilds it.
+        """
+        q_len = hidden_states.shape[1]
+        reusable = cache is not None and q_len == 1 and encoder_attention_mask is not None
+        if reusable:
+            kept = getattr(cache, "_forge_cross_mask", None)
+            if kept is not None and kept[0] is encoder_attention_mask and kept[1] == hidden_states.dtype:
+                return kept[2]
+        mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        if reusable:
+            cache._forge_cross_mask = (encoder_attention_mask, hidden_states.dtype, mask)
+        return mask
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------------------------------------------
+
+
 class ForgeModel(ForgePreTrainedModel):
     """The bare encoder-decoder: returns the decoder's last hidden state (and the encoder's)."""
 
+    # `encoder.embed_tokens` and `decoder.embed_tokens` ARE `shared` (one module, see `_share`), whatever
+    # tie_word_embeddings says (it unties lm_head only). The file stores the tensor once, as `shared.weight`; on load,
+    # transformers recognises the module sharing of custom code, so a checkpoint without it is still reported.
+    _keys_to_ignore_on_save = ["encoder.embed_tokens.weight", "decoder.embed_tokens.weight"]
+
     def __init__(self, config: ForgeConfig):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.shared = ForgeScaledEmbedding.for_config(config)
         self.encoder = ForgeEncoder(config, self.shared)
         self.decoder = ForgeDecoder(config, self.shared)
         self.post_init()
@@ -674,6 +741,8 @@ class ForgeModel(ForgePreTrainedModel):
     def get_encoder(self, modality: str | None = None) -> ForgeEncoder:
         return self.encoder
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers 4's name, as BART accepts it
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -687,16 +756,31 @@ class ForgeModel(ForgePreTrainedModel):
         use_cache: bool | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
+        r"""``output_attentions`` / ``output_hidden_states`` (keyword arguments, or the config fields) add the
+        encoder's and decoder's per-layer states and attention weights (eager attention only: the fused kernels do
+        not compute the weights); ``return_dict=False`` returns a tuple."""
         _check_kwargs(kwargs, f"{type(self).__name__}.forward")
         if decoder_input_ids is None and decoder_inputs_embeds is None:
-            raise ValueError(
-                "ForgeModel needs `decoder_input_ids` (or `decoder_inputs_embeds`); build them from labels with "
-                "`ForgeForConditionalGeneration.prepare_decoder_input_ids_from_labels`."
-            )
+            # As BartModel: without decoder inputs, the source shifted right (what feature extraction and
+            # AutoModel users pass); training builds them from the labels instead.
+            if input_ids is None:
+                raise ValueError(
+                    "ForgeModel needs `decoder_input_ids` (or `decoder_inputs_embeds`) when called with "
+                    "`inputs_embeds`; build them from labels with "
+                    "`ForgeForConditionalGeneration.prepare_decoder_input_ids_from_labels`."
+                )
+            decoder_input_ids = shift_tokens_right(input_ids, self.config.pad_token_id, self.config.decoder_start_token_id)
+        # return_dict=True inside: a config with return_dict=False must only change what the caller gets back.
         if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds)
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+            )
         elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(last_hidden_state=encoder_outputs[0])
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
         decoder_outputs = self.decoder(
             input_ids=decoder_input_ids,
             attention_mask=decoder_attention_mask,
@@ -705,11 +789,18 @@ class ForgeModel(ForgePreTrainedModel):
             cache=cache,
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
+            **kwargs,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
             cache=decoder_outputs.cache,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
             encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
         )
 
 
@@ -754,6 +845,8 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         """Shift labels right behind ``decoder_start_token_id`` (-100 becomes pad); used by DataCollatorForSeq2Seq."""
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # transformers 4's name, as BART accepts it
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -785,34 +878,36 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
+            return_dict=True,
             **kwargs,
         )
         hidden = outputs.last_hidden_state  # (batch, target_len, d_model)
+        logits = loss = None
         if labels is not None and self.training and self.config.loss_chunk_size:
             # Opt-in memory saver: no full logits tensor in training (see ForgeConfig.loss_chunk_size).
             labels = labels.to(hidden.device)
             loss_sum = chunked_lm_loss_sum(
                 hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, labels.reshape(-1), self.config.loss_chunk_size
             )
-            return Seq2SeqLMOutput(
-                loss=self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch),
-                logits=None,
-                cache=outputs.cache,
-                encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            )
-        logits = self.lm_head(hidden)  # (batch, target_len, vocab)
-        loss = None
-        if labels is not None:
-            labels = labels.to(logits.device)
-            loss_sum = F.cross_entropy(
-                logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
-            )
             loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
+        else:
+            logits = self.lm_head(hidden)  # (batch, target_len, vocab)
+            if labels is not None:
+                labels = labels.to(logits.device)
+                loss_sum = F.cross_entropy(
+                    logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
+                )
+                loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
             cache=outputs.cache,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
         )
 
     def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
@@ -833,12 +928,14 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
 class ForgeEncoderModel(ForgePreTrainedModel):
     """The embedding and the encoder only (``shared`` + ``encoder``, the same names as in ``ForgeModel``)."""
 
+    _keys_to_ignore_on_save = ["encoder.embed_tokens.weight"]  # the same module as `shared` (see ForgeModel)
+
     # A seq2seq checkpoint also holds the decoder and lm_head; an encoder model does not use them: no warning.
     _keys_to_ignore_on_load_unexpected = [r"(^|\.)decoder\.", r"(^|\.)lm_head\."]
 
     def __init__(self, config: ForgeConfig):
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.shared = ForgeScaledEmbedding.for_config(config)
         self.encoder = ForgeEncoder(config, self.shared)
         self.post_init()
 
@@ -852,6 +949,7 @@ class ForgeEncoderModel(ForgePreTrainedModel):
     def get_encoder(self, modality: str | None = None) -> ForgeEncoder:
         return self.encoder
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -859,7 +957,9 @@ class ForgeEncoderModel(ForgePreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        return self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
 
 
 class _ForgeEncoderHead(ForgePreTrainedModel):
@@ -893,6 +993,7 @@ class ForgeForSequenceClassification(_ForgeEncoderHead):
         self.classifier = ForgeClassificationHead(config)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -903,18 +1004,22 @@ class ForgeForSequenceClassification(_ForgeEncoderHead):
         **kwargs,
     ) -> SequenceClassifierOutput:
         r"""labels: (batch,) class ids (or floats for regression, (batch, num_labels) multi-hot for multi-label)."""
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
-        hidden = hidden.last_hidden_state  # (batch, time, d_model)
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
+        states = hidden.last_hidden_state  # (batch, time, d_model)
         if attention_mask is None:
-            pooled = hidden.mean(dim=1)
+            pooled = states.mean(dim=1)
         else:
-            weights = attention_mask.to(hidden.dtype).unsqueeze(-1)  # (batch, time, 1)
-            pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+            weights = attention_mask.to(states.dtype).unsqueeze(-1)  # (batch, time, 1)
+            pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
         logits = self.classifier(pooled)  # (batch, num_labels)
         loss = None
         if labels is not None:
             loss = self._classification_loss(logits, labels.to(logits.device), num_items_in_batch)
-        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=None)
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=hidden.hidden_states, attentions=hidden.attentions
+        )
 
     def _classification_loss(self, logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch) -> torch.Tensor:
         """Regression (MSE), single-label (cross-entropy) or multi-label (BCE), as transformers' heads decide."""
@@ -946,6 +1051,7 @@ class ForgeForTokenClassification(_ForgeEncoderHead):
         self.classifier = nn.Linear(config.d_model, config.num_labels)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -956,7 +1062,9 @@ class ForgeForTokenClassification(_ForgeEncoderHead):
         **kwargs,
     ) -> TokenClassifierOutput:
         r"""labels: (batch, time) label ids, -100 on tokens without a label (padding, sub-word continuations)."""
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
         logits = self.classifier(self.dropout(hidden.last_hidden_state))  # (batch, time, num_labels)
         loss = None
         if labels is not None:
@@ -965,7 +1073,9 @@ class ForgeForTokenClassification(_ForgeEncoderHead):
                 logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
             )
             loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
-        return TokenClassifierOutput(loss=loss, logits=logits)
+        return TokenClassifierOutput(
+            loss=loss, logits=logits, hidden_states=hidden.hidden_states, attentions=hidden.attentions
+        )
 
 
 class ForgeForQuestionAnswering(_ForgeEncoderHead):
@@ -980,6 +1090,7 @@ class ForgeForQuestionAnswering(_ForgeEncoderHead):
         self.qa_outputs = nn.Linear(config.d_model, 2)
         self.post_init()
 
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -992,7 +1103,9 @@ class ForgeForQuestionAnswering(_ForgeEncoderHead):
     ) -> QuestionAnsweringModelOutput:
         r"""start_positions / end_positions: (batch,) token indices of the answer span; out-of-range ones are
         ignored."""
-        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs)
+        hidden = self.model(
+            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
+        )
         start_logits, end_logits = self.qa_outputs(hidden.last_hidden_state).unbind(dim=-1)  # each (batch, time)
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -1003,7 +1116,13 @@ class ForgeForQuestionAnswering(_ForgeEncoderHead):
             start_loss = F.cross_entropy(start_logits.float(), start, ignore_index=length)
             end_loss = F.cross_entropy(end_logits.float(), end, ignore_index=length)
             loss = (start_loss + end_loss) / 2
-        return QuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits)
+        return QuestionAnsweringModelOutput(
+            loss=loss,
+            start_logits=start_logits,
+            end_logits=end_logits,
+            hidden_states=hidden.hidden_states,
+            attentions=hidden.attentions,
+        )
 
 
 __all__ = [

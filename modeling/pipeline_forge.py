@@ -437,8 +437,8 @@ def encode_srl_words(
 
     Words are encoded one by one (every word after the first with its leading space, as in running text),
     so each subword knows its word; the markers go in as token ids, which keeps them out of the byte-level
-    pre-tokenizer. Identical to ``recipes.core.srl_utils.encode_srl_words`` (a test pins this), so the
-    pipeline reads sentences exactly as the SRL recipe trained on them.
+    pre-tokenizer. The SRL recipe encodes its training data with this same function, so the pipeline
+    reads sentences exactly as the recipe trained on them.
 
     Returns (input_ids, word_ids, truncated): ``word_ids[i]`` is the word of token ``i`` (None for the
     markers and ``</s>``); with ``max_length`` the sequence is cut to fit (``</s>`` kept) and
@@ -621,13 +621,18 @@ class ForgeSemanticRoleLabelingPipeline(Pipeline):
 # In-process registration (names transformers 5 accepts; the removed ones work from folders only)
 # ---------------------------------------------------------------------------------------------------------
 
-IN_PROCESS_TASKS = {
-    "forge-text2text-generation": (ForgeText2TextGenerationPipeline, "AutoModelForSeq2SeqLM"),
-    "forge-summarization": (ForgeSummarizationPipeline, "AutoModelForSeq2SeqLM"),
-    "forge-translation": (ForgeTranslationPipeline, "AutoModelForSeq2SeqLM"),
-    "forge-question-answering": (ForgeQuestionAnsweringPipeline, "AutoModelForQuestionAnswering"),
-    "semantic-role-labeling": (ForgeSemanticRoleLabelingPipeline, "AutoModelForTokenClassification"),
+# The pipelines this file ships: pipeline task (the key a folder's ``custom_pipelines`` uses) -> (class, the Auto
+# class of its model, the name ``register_pipelines`` gives it in-process). transformers 5 refuses its removed task
+# names in-process, so those get a "forge-" prefix. Hub-folder export and the task registry read this table.
+FORGE_PIPELINES: dict[str, tuple[type, str, str]] = {
+    "text2text-generation": (ForgeText2TextGenerationPipeline, "AutoModelForSeq2SeqLM", "forge-text2text-generation"),
+    "summarization": (ForgeSummarizationPipeline, "AutoModelForSeq2SeqLM", "forge-summarization"),
+    "translation": (ForgeTranslationPipeline, "AutoModelForSeq2SeqLM", "forge-translation"),
+    "question-answering": (ForgeQuestionAnsweringPipeline, "AutoModelForQuestionAnswering", "forge-question-answering"),
+    "semantic-role-labeling": (ForgeSemanticRoleLabelingPipeline, "AutoModelForTokenClassification",
+                               "semantic-role-labeling"),
 }
+IN_PROCESS_TASKS = {name: (pipeline_class, auto_class) for pipeline_class, auto_class, name in FORGE_PIPELINES.values()}
 
 
 def register_pipelines() -> None:
@@ -642,6 +647,7 @@ def register_pipelines() -> None:
 
 
 __all__ = [
+    "FORGE_PIPELINES",
     "ForgeQuestionAnsweringPipeline",
     "ForgeSemanticRoleLabelingPipeline",
     "ForgeSummarizationPipeline",

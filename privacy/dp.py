@@ -161,6 +161,59 @@ def check_dp_config(args: Any, model: torch.nn.Module) -> None:
         )
 
 
+def register_forge_grad_samplers() -> None:
+    """Teach Opacus the one Forge module with trainable weights it has no rule for: the scaled token embedding.
+
+    ``ForgeScaledEmbedding`` is an ``nn.Embedding`` whose output is multiplied by ``embed_scale`` (sqrt(d_model)
+    under ``scale_embedding``). Opacus matches rules by exact type, so the subclass needs its own: the gradient of
+    ``scale * lookup(weight)`` is Opacus' embedding rule applied to ``scale * backprops``.
+    """
+    from opacus import GradSampleModule
+    from opacus.grad_sample.embedding import compute_embedding_grad_sample
+    from opacus.grad_sample.utils import register_grad_sampler
+
+    from modeling.modeling_forge import ForgeScaledEmbedding
+
+    if ForgeScaledEmbedding in GradSampleModule.GRAD_SAMPLERS:
+        return
+
+    @register_grad_sampler(ForgeScaledEmbedding)
+    def _scaled_embedding_grad_sample(layer, activations, backprops):
+        return compute_embedding_grad_sample(layer, activations, backprops * layer.embed_scale)
+
+
+def forge_grad_sample_module(model: torch.nn.Module) -> Any:
+    """Opacus' GradSampleModule over ``model``, visiting each module once.
+
+    Opacus walks modules parent by parent, so a module registered under two parents gets two hooks and its
+    per-example gradient is added twice. Forge's token embedding is such a module (``shared`` is also
+    ``encoder.embed_tokens`` / ``decoder.embed_tokens``), so the walk below is Opacus' own with a visited set.
+    """
+    from opacus import GradSampleModule
+    from opacus.layers.dp_rnn import DPGRU, DPLSTM, DPRNN
+    from opacus.utils.module_utils import has_trainable_params
+
+    class _OnceGradSampleModule(GradSampleModule):
+        def iterate_submodules(self, module: torch.nn.Module):
+            seen: set[int] = set()
+
+            def walk(current: torch.nn.Module):
+                if id(current) in seen:
+                    return
+                seen.add(id(current))
+                trainable = has_trainable_params(current)
+                if trainable:
+                    yield current
+                    if type(current) not in self.GRAD_SAMPLERS and type(current) not in (DPRNN, DPLSTM, DPGRU):
+                        return  # handled by functorch as a whole, as in Opacus
+                for child in current.children():
+                    yield from walk(child)
+
+            yield from walk(module)
+
+    return _OnceGradSampleModule(model, batch_first=True, loss_reduction="mean")
+
+
 def unsupported_modules(model: torch.nn.Module) -> list[str]:
     """Problems Opacus would have with ``model``: its validator's errors, and trainable modules without an exact
     per-example gradient rule.
@@ -172,6 +225,7 @@ def unsupported_modules(model: torch.nn.Module) -> list[str]:
     from opacus import GradSampleModule
     from opacus.validators import ModuleValidator
 
+    register_forge_grad_samplers()
     problems = [f"Opacus: {error}" for error in ModuleValidator.validate(model, strict=False)]
     rules = GradSampleModule.GRAD_SAMPLERS
     for name, module in model.named_modules():
@@ -317,7 +371,8 @@ class DPTrainerMixin:
         )
         # Hooks on the model's own modules (the wrapper is kept only to remove them later): the Trainer keeps
         # training, saving and evaluating the unwrapped model.
-        self._grad_sample_module = GradSampleModule(self.model, batch_first=True, loss_reduction="mean")
+        register_forge_grad_samplers()
+        self._grad_sample_module = forge_grad_sample_module(self.model)
         self.optimizer = _dp_optimizer_class()(
             optimizer, noise_multiplier=noise, max_grad_norm=self.args.dp_max_grad_norm,
             expected_batch_size=self._train_batch_size, loss_reduction="mean",

@@ -1,4 +1,4 @@
-"""The main job: raw text -> tokenizer -> pretrained Forge -> five fine-tuned, carded, Hub-ready models.
+"""The main job: raw text -> tokenizer -> pretrained Forge -> fine-tuned, carded, Hub-ready models for every task.
 
     python -m recipes.main_job                                   # embedded sample, ~10 minutes on 2 CPU cores
     python -m recipes.main_job --data-dir ../shared/data --preset forge-small --budget full
@@ -11,8 +11,9 @@ and prints the final table. The exact command of every stage is written to ``<ou
 
 The embedded sample (``recipes/sample_data``) is small text written for Forge: numbers on it show that the
 whole chain works, not how good the model can be. ``--data-dir`` takes any folder laid out like it:
-``pretrain/{train,validation}.jsonl`` and ``<task>/{train,validation}.jsonl`` for sentiment, translation,
-summarization, qa and srl.
+``pretrain/{train,validation}.jsonl`` and ``<task>/{train,validation}.jsonl`` for each task of the task
+registry that has a ``main_job_order`` (sentiment, translation, summarization, qa, srl, nli). What the job
+passes each recipe and how it calls the pipeline come from the task's spec (``recipes/<task>.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from typing import Any, Callable, Optional
 logger = logging.getLogger("recipes.main_job")
 
 SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data"
-TASKS = ("sentiment", "translation", "summarization", "qa", "srl")
 
 
 @dataclass(frozen=True)
@@ -59,20 +59,28 @@ BUDGETS = {
                    max_train_samples=None, max_eval_samples=None, batch_size=32, eval_batch_size=64, num_beams=4),
 }
 
-# task -> (recipe module, pipeline task name, metric shown in the table, extra recipe flags)
-TASK_SPECS: dict[str, tuple[str, str, str, list[str]]] = {
-    "sentiment": ("recipes.sentiment", "text-classification", "eval_accuracy", []),
-    "translation": ("recipes.translation", "translation", "eval_bleu",
-                    ["--source_lang", "de", "--target_lang", "en", "--predict_with_generate",
-                     "--max_source_length", "64", "--max_target_length", "64"]),
-    "summarization": ("recipes.summarization", "summarization", "eval_rougeL",
-                      ["--predict_with_generate", "--max_source_length", "256", "--max_target_length", "48"]),
-    "qa": ("recipes.qa", "question-answering", "eval_f1", ["--max_seq_length", "192", "--doc_stride", "64"]),
-    "srl": ("recipes.srl", "semantic-role-labeling", "eval_f1", ["--max_seq_length", "96"]),
-}
+
+
+def __getattr__(name: str) -> Any:
+    """``TASKS``: the main job's tasks, in order, from the task registry (read when first asked for)."""
+    if name == "TASKS":
+        from recipes.core.registry import main_job_tasks
+
+        return main_job_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def task_spec(task: str) -> Any:
+    """The registry entry of ``task`` (a :class:`recipes.core.registry.TaskSpec`)."""
+    from recipes.core.registry import get_task
+
+    return get_task(task)
 
 
 def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
+    from recipes.core.registry import main_job_tasks
+
+    tasks_all = main_job_tasks()
     parser = argparse.ArgumentParser(prog="python -m recipes.main_job", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=str(SAMPLE_DATA),
                         help="Folder laid out like ../shared/data (default: the embedded sample).")
@@ -82,7 +90,7 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="Work per stage: quick (smoke), sample (default), full (real data).")
     parser.add_argument("--quick", action="store_true", help="Same as --budget quick --preset forge-tiny.")
     parser.add_argument("--output-dir", default="outputs/main_job", help="Where every folder is written.")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="Comma-separated subset of: " + ", ".join(TASKS))
+    parser.add_argument("--tasks", default=",".join(tasks_all), help="Comma-separated subset of: " + ", ".join(tasks_all))
     parser.add_argument("--overwrite", action="store_true",
                         help="Replace finished models already in --output-dir (otherwise the job refuses).")
     parser.add_argument("--seed", type=int, default=42)
@@ -93,9 +101,9 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     args.budget = args.budget or "sample"
     args.preset = args.preset or "forge-small"
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    unknown = sorted(set(tasks) - set(TASKS))
+    unknown = sorted(set(tasks) - set(tasks_all))
     if unknown:
-        parser.error(f"unknown task(s) {unknown}; choose from {list(TASKS)}")
+        parser.error(f"unknown task(s) {unknown}; choose from {list(tasks_all)}")
     args.tasks = tasks
     return args
 
@@ -149,65 +157,37 @@ def pretrain_argv(args: argparse.Namespace, budget: Budget, out: Path) -> list[s
     ]
 
 
-def _binary_01_labels(train: Path) -> bool:
-    """Whether the sentiment training file's labels are exactly the integers 0 and 1 (SST-2's layout)."""
-    labels = set()
-    with open(train, encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                labels.add(json.loads(line).get("label"))
-    return labels == {0, 1}
-
-
 def finetune_argv(args: argparse.Namespace, budget: Budget, task: str, base: Path, out: Path) -> list[str]:
     """Arguments of the task recipe, starting from the pretrained folder ``base``."""
-    _, _, metric, extra = TASK_SPECS[task]
+    spec = task_spec(task)
+    extra = list(spec.main_job_flags)
     train, validation = _split_files(Path(args.data_dir), task)
     length = (["--max_steps", str(budget.finetune_max_steps)] if budget.finetune_max_steps > 0
               else ["--num_train_epochs", str(budget.finetune_epochs)])
-    task_flags = []
-    if task == "sentiment" and _binary_01_labels(train):
-        # SST-2 and the embedded sample: 0 = negative, 1 = positive. Named, pipeline() says "positive", not "1".
-        task_flags += ["--class_names", "negative,positive"]
+    task_flags = spec.main_job_data_flags(train) if spec.main_job_data_flags else []
     if "--predict_with_generate" in extra:
         task_flags += ["--generation_num_beams", str(budget.num_beams), "--generation_max_length", "64"]
     return [
         "--model_name_or_path", str(base), "--train_file", str(train), "--validation_file", str(validation),
         "--do_train", "--do_eval", *length, "--learning_rate", "5e-4", "--weight_decay", "0.01",
         "--warmup_steps", "0.1", "--eval_strategy", "epoch", "--save_strategy", "epoch", "--save_total_limit", "1",
-        "--load_best_model_at_end", "--metric_for_best_model", metric.removeprefix("eval_"),
+        "--load_best_model_at_end", "--metric_for_best_model", spec.metric,
         "--early_stopping_patience", "2",
         *extra, *task_flags, *_sample_flags(budget),
         *_common_flags(budget, out, args.seed, args.overwrite),
     ]
 
 
-def _pipeline_inputs(task: str, data_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """One validation example of ``task`` as pipeline input (and call keyword arguments)."""
-    _, validation = _split_files(data_dir, task)
-    with open(validation, encoding="utf-8") as handle:
-        row = json.loads(handle.readline())
-    if task == "sentiment":
-        return row["text"], {}
-    if task == "translation":
-        return row["de"], {"max_new_tokens": 40}
-    if task == "summarization":
-        return row["document"], {"max_new_tokens": 40}
-    if task == "qa":
-        return {"question": row["question"], "context": row["context"]}, {}
-    return {"words": row["tokens"], "predicate": row["predicate_index"]}, {}
-
-
 def show_pipeline(task: str, folder: Path, data_dir: Path) -> Any:
-    """Load ``folder`` with the installed Forge classes and run its pipeline on one validation example."""
+    """Load ``folder`` with the installed Forge classes and run its pipeline on the first validation example."""
     from recipes.core.safety import forge_pipeline
 
-    pipeline_task = TASK_SPECS[task][1]
-    pipe = forge_pipeline(pipeline_task, folder)  # the installed Forge classes; the folder's code never runs
-    inputs, kwargs = _pipeline_inputs(task, data_dir)
-    if task == "qa":
-        return pipe(question=inputs["question"], context=inputs["context"], **kwargs)
-    return pipe(inputs, **kwargs)
+    spec = task_spec(task)
+    pipe = forge_pipeline(spec.pipeline_task, folder)  # the installed Forge classes; the folder's code never runs
+    _, validation = _split_files(data_dir, task)
+    with open(validation, encoding="utf-8") as handle:
+        args, kwargs = spec.demo_call(json.loads(handle.readline()))
+    return pipe(*args, **kwargs)
 
 
 def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str) -> dict:
@@ -237,22 +217,24 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
 
     base = out / "pretrained"
     metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, "recipes.pretrain")
-    rows.append({"task": "pretraining", "metric": "eval_loss", "value": metrics.get("eval_loss"), "folder": str(base)})
+    metric = pretrain.SPEC.eval_metric
+    rows.append({"task": "pretraining", "metric": metric, "value": metrics.get(metric), "folder": str(base)})
 
     import importlib
 
     for task in args.tasks:
-        module, _, metric, _ = TASK_SPECS[task]
+        spec = task_spec(task)
+        module, metric, pipeline_task = spec.module, spec.eval_metric, spec.pipeline_task
         folder = out / task
         recipe = importlib.import_module(module)
         metrics = _run_stage(task, recipe.main, finetune_argv(args, budget, task, base, folder), commands, module)
         rows.append({"task": task, "metric": metric, "value": metrics.get(metric), "folder": str(folder)})
         try:
             shown = show_pipeline(task, folder, data_dir)
-            print(f"pipeline({TASK_SPECS[task][1]!r}) -> {json.dumps(shown, ensure_ascii=False, default=str)[:400]}")
+            print(f"pipeline({pipeline_task!r}) -> {json.dumps(shown, ensure_ascii=False, default=str)[:400]}")
         except Exception as error:  # the table still prints; the failure is reported, not hidden
             rows[-1]["pipeline_error"] = f"{type(error).__name__}: {error}"
-            print(f"pipeline({TASK_SPECS[task][1]!r}) FAILED: {rows[-1]['pipeline_error']}")
+            print(f"pipeline({pipeline_task!r}) FAILED: {rows[-1]['pipeline_error']}")
 
     (out / "commands.sh").write_text("#!/usr/bin/env bash\nset -e\n" + "\n".join(commands) + "\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")

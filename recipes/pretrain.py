@@ -36,16 +36,15 @@ from modeling import ForgeConfig, ForgeForConditionalGeneration
 from privacy.dp import trainer_class
 from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
 from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
-from recipes.core.cards import write_model_card
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
 from recipes.core.distributed import gathered_model
-from recipes.core.export import save_hub_folder
 from recipes.core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
 from recipes.core.mfu import pretraining_mfu
 from recipes.core.safety import (
     ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
 )
 from recipes.core.trainer_utils import check_vocab_matches, start_run, train
+from recipes.core.registry import TaskSpec
 from recipes.core.pretraining import (
     PackedStream,
     SpanCorruptionCollator,
@@ -54,11 +53,28 @@ from recipes.core.pretraining import (
     init_embeddings_from_word_vectors,
     pack_dataset,
 )
+from publishing.cards import write_model_card
+from publishing.export import save_hub_folder
 
 logger = logging.getLogger("recipes.pretrain")
 
 TOKENIZER_SUBDIR = "tokenizer"  # where a tokenizer trained by this script is saved (output_dir/tokenizer)
 HUB_TASK = "text2text-generation"  # the pipeline a pretrained folder serves (fill in <extra_id_i> spans)
+
+# Pretraining has its own main() (span corruption, packing); the spec gives the card and export its facts.
+SPEC = TaskSpec(
+    name="pretraining", aliases=("pretrain",), title="Pretraining (span corruption, text-to-text)",
+    auto_class="AutoModelForSeq2SeqLM", pipeline_task=HUB_TASK, metric="loss", greater_is_better=False,
+    usage=(  # a pretrained checkpoint is used through the model classes, not a task pipeline
+        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
+        'model_id = "{model_id}"  # a Hub repo id or a local folder\n'
+        "tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)\n"
+        "model = AutoModelForSeq2SeqLM.from_pretrained(model_id, trust_remote_code=True)\n"
+        'inputs = tokenizer("The quick brown <extra_id_0> jumps over the lazy dog.", return_tensors="pt")\n'
+        "output = model.generate(**inputs, max_new_tokens=10)\n"
+        "print(tokenizer.decode(output[0]))"
+    ),
+)
 
 
 @dataclass

@@ -13,126 +13,138 @@ post-processing (``--n_best_size``, ``--max_answer_length``) and, when some ques
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any, Optional
 
 import numpy as np
-from transformers import AutoModelForQuestionAnswering, DataCollatorWithPadding
 
-from privacy.dp import trainer_class
-from recipes.core.args import ForgeTrainingArguments, ModelArguments, QADataArguments, parse_args
-from recipes.core.callbacks import build_callbacks
-from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
-from recipes.core.guards import drop_unusable_prediction_labels
+from recipes.core.args import QADataArguments
+from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows
+from recipes.core.driver import TaskRecipe, run_task
 from recipes.core.metrics import squad_score
-from recipes.core.qa_utils import postprocess_qa_predictions, prepare_qa_features
-from recipes.core.tasks import validate_for_task
-from recipes.core.safety import ForgeTrainer
-from recipes.core.trainer_utils import (
-    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
-)
+from recipes.core.qa_utils import check_answer_offsets, postprocess_qa_predictions, prepare_qa_features
+from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
 
-logger = logging.getLogger(__name__)
 TASK = "question-answering"
 POSTPROCESS_COLUMNS = ["example_id", "offset_mapping"]
 
 
-def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
-    """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
-    started = time.time()
-    model_args, data_args, training_args = parse_args(ModelArguments, QADataArguments, ForgeTrainingArguments, args=argv)
-    resume = start_run(training_args, model_args, data_args)
-
-    raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
-    validate_for_task("qa", raw, data_args)
-    if not training_args.do_train:  # predictions need no answers: missing ones are not scored
-        drop_unusable_prediction_labels(raw, data_args.answer_column, lambda v: isinstance(v, dict), "answer_column")
-    version_2 = data_args.version_2_with_negative
-    if version_2 is None:  # detect unanswerable questions in the data
-        version_2 = any(
-            not answers["text"]
-            for ds in raw.values() if data_args.answer_column in ds.column_names
-            for answers in ds[data_args.answer_column]
+def check_qa_rows(raw: Any, split: str, data_args: Any) -> None:
+    """Every answer text sits at its ``answer_start`` in the context."""
+    if data_args.answer_column not in raw[split].column_names:
+        return
+    problems = first_problem_rows(
+        raw, split, lambda ex: check_answer_offsets(ex, data_args.context_column, data_args.answer_column)
+    )
+    if problems:
+        raise DataValidationError(
+            f"Answers that do not match their context in the {split} split (--answer_column "
+            f"'{data_args.answer_column}'):\n  " + "\n  ".join(problems)
+            + "\nanswer_start must be the character offset of the answer text in the context."
         )
-    tokenizer = load_tokenizer(model_args)
-    model = load_model(model_args, AutoModelForQuestionAnswering, tokenizer)
 
-    features = {}
-    for split, ds in raw.items():
-        with training_args.main_process_first(desc=f"windowing {split}"):
-            features[split] = ds.map(
-                prepare_qa_features, batched=True, remove_columns=ds.column_names,
-                num_proc=data_args.preprocessing_num_workers, load_from_cache_file=not data_args.overwrite_cache,
-                desc=f"windowing {split}",
-                fn_kwargs=dict(
-                    tokenizer=tokenizer, max_seq_length=data_args.max_seq_length, doc_stride=data_args.doc_stride,
-                    max_question_length=data_args.max_question_length, question_column=data_args.question_column,
-                    context_column=data_args.context_column, answer_column=data_args.answer_column,
-                    id_column=data_args.id_column, overlong_policy=data_args.overlong_policy,
-                ),
+
+class QARecipe(TaskRecipe):
+    """Stride windows in, n-best span post-processing out; SQuAD EM/F1 computed on whole examples."""
+
+    encode_desc = "windowing"
+
+    def prepare(self) -> dict[str, Any]:
+        self.drop_unusable_labels(self.data_args.answer_column, lambda v: isinstance(v, dict), "answer_column")
+        self.version_2 = self.data_args.version_2_with_negative
+        if self.version_2 is None:  # detect unanswerable questions in the data
+            self.version_2 = any(
+                not answers["text"]
+                for ds in self.raw.values() if self.data_args.answer_column in ds.column_names
+                for answers in ds[self.data_args.answer_column]
             )
-        check_not_empty(features[split], split, "after windowing", "Every example was dropped; see the warnings above.")
+        return {}
 
-    def answers_for(split: str, start_logits: np.ndarray, end_logits: np.ndarray) -> tuple[dict, dict]:
-        n = len(features[split])  # distributed evaluation may pad with repeated rows: cut them
+    def encode_function(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+        data_args = self.data_args
+        return prepare_qa_features, {"fn_kwargs": dict(
+            tokenizer=tokenizer, max_seq_length=data_args.max_seq_length, doc_stride=data_args.doc_stride,
+            max_question_length=data_args.max_question_length, question_column=data_args.question_column,
+            context_column=data_args.context_column, answer_column=data_args.answer_column,
+            id_column=data_args.id_column, overlong_policy=data_args.overlong_policy,
+        )}
+
+    def after_encode(self, split: str, mapped: Any) -> Any:
+        check_not_empty(mapped, split, "after windowing", "Every example was dropped; see the warnings above.")
+        return mapped
+
+    def model_inputs(self, split: str) -> Any:
+        return self.features[split].remove_columns(POSTPROCESS_COLUMNS)
+
+    def num_train_examples(self) -> int:
+        return len(self.raw["train"])
+
+    def answers_for(self, split: str, start_logits: np.ndarray, end_logits: np.ndarray) -> tuple[dict, dict]:
+        n = len(self.features[split])  # distributed evaluation may pad with repeated rows: cut them
+        data_args = self.data_args
         return postprocess_qa_predictions(
-            raw[split], list(features[split].select_columns(POSTPROCESS_COLUMNS)), start_logits[:n], end_logits[:n],
-            n_best_size=data_args.n_best_size, max_answer_length=data_args.max_answer_length,
-            version_2_with_negative=version_2, null_score_diff_threshold=data_args.null_score_diff_threshold,
+            self.raw[split], list(self.features[split].select_columns(POSTPROCESS_COLUMNS)), start_logits[:n],
+            end_logits[:n], n_best_size=data_args.n_best_size, max_answer_length=data_args.max_answer_length,
+            version_2_with_negative=self.version_2, null_score_diff_threshold=data_args.null_score_diff_threshold,
             context_column=data_args.context_column, id_column=data_args.id_column,
         )
 
-    def references(split: str) -> list[dict]:
-        ids, answers = raw[split][data_args.id_column], raw[split][data_args.answer_column]
+    def references(self, split: str) -> list[dict]:
+        ids, answers = self.raw[split][self.data_args.id_column], self.raw[split][self.data_args.answer_column]
         return [{"id": i, "answers": a} for i, a in zip(ids, answers)]
 
-    def compute_metrics(eval_pred: Any) -> dict[str, float]:
-        start_logits, end_logits = eval_pred.predictions[:2]
-        answers, _ = answers_for("validation", start_logits, end_logits)
-        return squad_score(answers, references("validation"))
+    def compute_metrics(self, tokenizer: Any) -> Any:
+        if "validation" not in self.raw:
+            return None
 
-    model_inputs = {split: feats.remove_columns(POSTPROCESS_COLUMNS) for split, feats in features.items()}
-    train_rows = len(model_inputs["train"]) if "train" in model_inputs else None
-    trainer = trainer_class(training_args, TASK, num_examples=len(raw["train"]) if "train" in raw else None, num_rows=train_rows,
-                            base=ForgeTrainer)(
-        model=model,
-        args=training_args,
-        train_dataset=model_inputs.get("train") if training_args.do_train else None,
-        eval_dataset=model_inputs.get("validation"),
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=data_args.collator_pad_multiple(training_args)),
-        compute_metrics=compute_metrics if "validation" in raw else None,
-        callbacks=build_callbacks(training_args, "f1", True, task=TASK) + list(callbacks or []),
-    )
+        def compute(eval_pred: Any) -> dict[str, float]:
+            start_logits, end_logits = eval_pred.predictions[:2]
+            answers, _ = self.answers_for("validation", start_logits, end_logits)
+            return squad_score(answers, self.references("validation"))
 
-    train_metrics = train(trainer, resume, len(raw["train"])) if training_args.do_train else None
-    metrics: dict[str, float] = {}
-    trainer.compute_metrics = None  # predictions are scored below, per split
-    for split, prefix in prediction_splits(training_args, raw):
-        result = trainer.predict(model_inputs[split], metric_key_prefix=prefix)
-        answers, nbest = answers_for(split, result.predictions[0], result.predictions[1])
-        has_gold = data_args.answer_column in raw[split].column_names
+        return compute
+
+    def before_predict(self, trainer: Any) -> None:
+        trainer.compute_metrics = None  # predictions are scored in read_predictions, per split
+
+    def read_predictions(self, split: str, prefix: str, result: Any) -> tuple[Optional[dict], list[dict]]:
+        data_args = self.data_args
+        answers, nbest = self.answers_for(split, result.predictions[0], result.predictions[1])
+        has_gold = data_args.answer_column in self.raw[split].column_names
+        scores = None
         if has_gold:
-            scores = {f"{prefix}_{k}": v for k, v in squad_score(answers, references(split)).items()}
+            scores = {f"{prefix}_{k}": v for k, v in squad_score(answers, self.references(split)).items()}
             scores.update({k: v for k, v in result.metrics.items() if k.endswith("_loss")})
-            record_metrics(trainer, prefix, scores, metrics)
         rows = []
-        for example in raw[split]:
+        for example in self.raw[split]:
             qid = example[data_args.id_column]
             row = {"id": qid, "question": example[data_args.question_column], "prediction": answers[qid],
                    "nbest": [{k: c[k] for k in ("text", "score", "start")} for c in nbest[qid][:5]]}
             if has_gold:
                 row["answers"] = example[data_args.answer_column]["text"]
             rows.append(row)
-        if trainer.is_world_process_zero():
-            write_predictions(f"{training_args.output_dir}/{prefix}_predictions.jsonl", rows)
+        return scores, rows
 
-    finish_run(
-        trainer, tokenizer, model_args=model_args, data_args=data_args, training_args=training_args, task=TASK,
-        metrics=metrics, train_metrics=train_metrics, started=started, argv=argv,
-    )
-    return metrics
+
+SPEC = TaskSpec(
+    name="qa", aliases=(TASK,), title="Extractive question answering", pipeline_task=TASK,
+    auto_class="AutoModelForQuestionAnswering", metric="f1", recipe=QARecipe, data_args_class=QADataArguments,
+    data_columns=(DataColumn("id_column", "text"), DataColumn("question_column", "text"),
+                  DataColumn("context_column", "text"), DataColumn("answer_column", "squad_answers", True)),
+    check_rows=check_qa_rows,
+    usage=pipeline_usage(
+        'qa = pipeline("question-answering", model=model_id, trust_remote_code=True)\n'
+        'context = "Forge was trained on a single machine. Its tokenizer is a byte-level BPE with 16384 entries."\n'
+        'print(qa(question="How large is the tokenizer?", context=context, top_k=2))'
+    ),
+    sample_input={"question": "Where did the council meet?", "context": "The council met in the town hall."},
+    demo_call=lambda row: ((), {"question": row["question"], "context": row["context"]}),
+    main_job_order=4, main_job_flags=("--max_seq_length", "192", "--doc_stride", "64"),
+)
+
+
+def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
+    """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
+    return run_task(SPEC, argv, callbacks)
 
 
 if __name__ == "__main__":

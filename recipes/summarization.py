@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from typing import Any, Optional
 
 from recipes.core.args import SummarizationDataArguments
-from recipes.core.seq2seq import Seq2SeqTask, run_seq2seq
+from recipes.core.driver import run_task
+from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
+from recipes.core.seq2seq import Seq2SeqRecipe
 
 
 def document_summary_pairs(examples: Mapping[str, list], data_args: Any) -> tuple[list[str], Optional[list[str]]]:
@@ -23,18 +25,34 @@ def document_summary_pairs(examples: Mapping[str, list], data_args: Any) -> tupl
     return list(examples[data_args.text_column]), (list(summaries) if summaries is not None else None)
 
 
-TASK = Seq2SeqTask(
-    name="summarization",
-    data_args_class=SummarizationDataArguments,
-    pairs=document_summary_pairs,
-    best_metric="rougeL",
-    extra_columns=lambda data_args: [data_args.id_column] if data_args.id_column else [],
+class SummarizationRecipe(Seq2SeqRecipe):
+    def pairs(self, examples: Mapping[str, list]) -> tuple[list[str], Optional[list[str]]]:
+        return document_summary_pairs(examples, self.data_args)
+
+    def extra_columns(self) -> list[str]:
+        return [self.data_args.id_column] if self.data_args.id_column else []
+
+
+SPEC = TaskSpec(
+    name="summarization", title="Summarization", pipeline_task="summarization", auto_class="AutoModelForSeq2SeqLM",
+    data_args_class=SummarizationDataArguments, recipe=SummarizationRecipe, metric="rougeL",
+    data_columns=(DataColumn("text_column", "text"), DataColumn("summary_column", "text", True)),
+    usage=pipeline_usage(
+        'summarizer = pipeline("summarization", model=model_id, trust_remote_code=True)\n'
+        'text = "The city council met on Tuesday to discuss the new budget. After a long debate, the members '
+        'agreed to spend more on public transport and less on road building."\n'
+        "print(summarizer(text, max_new_tokens=40, num_beams=2))"
+    ),
+    sample_input="The council met on Tuesday. After a long debate it agreed to spend more on buses.",
+    demo_call=lambda row: ((row["document"],), {"max_new_tokens": 40}),
+    main_job_order=3,
+    main_job_flags=("--predict_with_generate", "--max_source_length", "256", "--max_target_length", "48"),
 )
 
 
 def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
-    return run_seq2seq(TASK, argv, callbacks)
+    return run_task(SPEC, argv, callbacks)
 
 
 if __name__ == "__main__":

@@ -12,20 +12,51 @@ column per language code (the Multi30k files in ../shared/data).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Optional
 
 from recipes.core.args import TranslationDataArguments
-from recipes.core.seq2seq import Seq2SeqTask, run_seq2seq
-from recipes.core.tasks import translation_pairs
+from recipes.core.data import ColumnSpec
+from recipes.core.driver import run_task
+from recipes.core.registry import TaskSpec, pipeline_usage
+from recipes.core.seq2seq import Seq2SeqRecipe
+from recipes.core.tasks import check_translation_dicts, translation_pairs
 
-TASK = Seq2SeqTask(
-    name="translation", data_args_class=TranslationDataArguments, pairs=translation_pairs, best_metric="bleu"
+
+def translation_columns(data_args: Any, split: str, columns: Any) -> list[ColumnSpec]:
+    """A ``translation`` dict column, or one column per language (the target optional in the test split)."""
+    if data_args.translation_column in columns:
+        return [ColumnSpec(data_args.translation_column, "translation_column", "dict")]
+    return [
+        ColumnSpec(data_args.source_lang, "source_lang", "text"),
+        ColumnSpec(data_args.target_lang, "target_lang", "text", optional=split == "test"),
+    ]
+
+
+class TranslationRecipe(Seq2SeqRecipe):
+    def pairs(self, examples: Mapping[str, list]) -> tuple[list[str], Optional[list[str]]]:
+        return translation_pairs(examples, self.data_args)
+
+
+SPEC = TaskSpec(
+    name="translation", title="Translation", metric="bleu", recipe=TranslationRecipe,
+    auto_class="AutoModelForSeq2SeqLM", pipeline_task="translation", data_args_class=TranslationDataArguments,
+    column_specs=translation_columns, check_rows=check_translation_dicts,
+    usage=pipeline_usage(
+        'translator = pipeline("translation", model=model_id, trust_remote_code=True)\n'
+        'print(translator(["The weather is nice today.", "Where is the station?"], max_new_tokens=40))'
+    ),
+    sample_input="The weather is nice today.",
+    main_job_order=2,
+    main_job_flags=("--source_lang", "de", "--target_lang", "en", "--predict_with_generate",
+                    "--max_source_length", "64", "--max_target_length", "64"),
+    demo_call=lambda row: ((row["de"],), {"max_new_tokens": 40}),
 )
 
 
 def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Run the recipe; ``argv`` as on the command line (or one JSON/YAML path). Returns the eval metrics."""
-    return run_seq2seq(TASK, argv, callbacks)
+    return run_task(SPEC, argv, callbacks)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ AUTO = {
     "summarization": AutoModelForSeq2SeqLM,
     "qa": AutoModelForQuestionAnswering,
     "srl": AutoModelForTokenClassification,
+    "nli": AutoModelForSequenceClassification,
 }
 
 
@@ -32,7 +33,7 @@ def test_quick_main_job_writes_every_folder(tmp_path, capsys):
     assert [row["task"] for row in rows] == ["pretraining", *main_job.TASKS]
     assert "| task | metric | value | folder |" in printed
     for task in main_job.TASKS:
-        assert f"pipeline({main_job.TASK_SPECS[task][1]!r}) ->" in printed
+        assert f"pipeline({main_job.task_spec(task).pipeline_task!r}) ->" in printed
     for row in rows:
         folder = out / ("pretrained" if row["task"] == "pretraining" else row["task"])
         assert row["folder"] == str(folder) and isinstance(row["value"], float)

@@ -6,6 +6,7 @@ inputs and labels and which outputs to compare. Generation, positions, configs a
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -168,6 +169,47 @@ class HeadBehaviour:
         assert out.loss is not None and out.loss.ndim == 0
         return out.loss
 
+    def recorded(self, config) -> dict[str, tuple[int, tuple[int, ...]]]:
+        """What output_attentions / output_hidden_states add: key -> (number of tensors, shape of each). The tiny
+        config has 2+2 layers of 4 heads, width 32; the source batch is 3 x 9, the target 3 x 6. Conv / recurrent
+        mixer layers have no self-attention weights."""
+        return {
+            "hidden_states": (3, (3, 9, 32)),
+            "attentions": (config.layer_mixers("encoder").count("attention"), (3, 4, 9, 9)),
+        }
+
+    def test_attentions_and_hidden_states_on_request(self):
+        model = self.model()
+        inputs = self.make_inputs()
+        with torch.no_grad():
+            default = model(**inputs)
+        recorded = self.recorded(model.config)
+        assert all(default.get(key) is None for key in recorded)
+        # Nothing is recorded, and no hook installed, until a caller asks: the default forward is unchanged.
+        assert not any(module._forward_hooks for module in model.modules())
+        model.set_attn_implementation("eager")  # the fused kernels compute no weights
+        with torch.no_grad():
+            out = model(**inputs, output_attentions=True, output_hidden_states=True)
+        for key, (count, shape) in recorded.items():
+            assert len(out[key]) == count and all(t.shape == shape for t in out[key]), (key, [t.shape for t in out[key]])
+            if "attentions" in key:  # every query's weights are a distribution over the keys
+                for weights in out[key]:
+                    assert_close(weights.sum(-1), torch.ones(weights.shape[:-1]))
+        for key in self.output_keys:
+            assert_close(out[key], default[key])  # recording changes nothing in the results
+        self.check_recorded(model, inputs, out)
+        as_tuple = model(**inputs, output_hidden_states=True, return_dict=False)
+        assert isinstance(as_tuple, tuple) and len(as_tuple) == len(model(**inputs, output_hidden_states=True))
+
+    def check_recorded(self, model, inputs: dict, out) -> None:
+        """Encoder heads: padding gets no attention, the last state is the encoder output."""
+        pad = inputs["attention_mask"] == 0  # (batch, source)
+        for weights in out.attentions:
+            assert weights.masked_select(pad[:, None, None, :]).abs().max() == 0
+        with torch.no_grad():
+            encoder = model.get_encoder()(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        assert_close(out.hidden_states[-1], encoder.last_hidden_state)
+
 
 class TestConditionalGeneration(HeadBehaviour):
     model_class = ForgeForConditionalGeneration
@@ -179,6 +221,26 @@ class TestConditionalGeneration(HeadBehaviour):
 
     def make_labels(self, inputs: dict) -> dict:
         return {"labels": target_ids(seed=2)}
+
+    def recorded(self, config) -> dict[str, tuple[int, tuple[int, ...]]]:
+        return {
+            "encoder_hidden_states": (3, (3, 9, 32)),
+            "encoder_attentions": (config.layer_mixers("encoder").count("attention"), (3, 4, 9, 9)),
+            "decoder_hidden_states": (3, (3, 6, 32)),
+            "decoder_attentions": (config.layer_mixers("decoder").count("attention"), (3, 4, 6, 6)),
+            "cross_attentions": (config.decoder_layers, (3, 4, 6, 9)),
+        }
+
+    def check_recorded(self, model, inputs: dict, out) -> None:
+        """Decoder self-attention is causal, cross-attention skips source padding."""
+        future = torch.ones(6, 6, dtype=torch.bool).triu(1)
+        for weights in out.decoder_attentions:
+            assert weights.masked_select(future).abs().max() == 0
+        pad = inputs["attention_mask"] == 0
+        for weights in (*out.encoder_attentions, *out.cross_attentions):
+            assert weights.masked_select(pad[:, None, None, :]).abs().max() == 0
+        assert_close(out.encoder_hidden_states[-1], out.encoder_last_hidden_state)
+
 
     def loss(self, model, inputs: dict) -> torch.Tensor:
         inputs = {k: v for k, v in inputs.items() if k != "decoder_input_ids"}  # labels -> shifted decoder inputs
@@ -196,6 +258,9 @@ class TestBaseModel(HeadBehaviour):
 
     def loss(self, model, inputs: dict) -> torch.Tensor:
         return model(**inputs).last_hidden_state.pow(2).mean()  # no head: any scalar exercises the gradients
+
+    recorded = TestConditionalGeneration.recorded
+    check_recorded = TestConditionalGeneration.check_recorded
 
     def test_loss_falls_when_overfitting_one_batch(self):
         pytest.skip("the bare model has no loss")
@@ -361,9 +426,42 @@ def test_cross_attention_keys_and_values_are_projected_once_per_generation(seq2s
     assert len(calls) == len(seq2seq.model.decoder.layers)
 
 
-def test_misnamed_cache_argument_is_refused(seq2seq):
-    with pytest.raises(TypeError, match="cache"):
-        seq2seq(**source_batch(), decoder_input_ids=target_ids(), past_key_values=None)
+def test_transformers_4_cache_name_is_a_deprecated_alias(seq2seq):
+    """`past_key_values` (transformers 4's name) still reaches the cache, with a FutureWarning, as in BART."""
+    inputs = {**source_batch(), "decoder_input_ids": target_ids()}
+    with torch.no_grad():
+        first = seq2seq(**inputs, use_cache=True)
+        step = {**inputs, "decoder_input_ids": target_ids(length=1, seed=5)}
+        want = seq2seq(**step, cache=copy.deepcopy(first.cache))
+        with pytest.warns(FutureWarning, match="past_key_values"):
+            got = seq2seq(**step, past_key_values=copy.deepcopy(first.cache))
+    assert_close(got.logits, want.logits, atol=0)
+    with pytest.raises(TypeError, match="cache"):  # a stack called directly has no alias
+        seq2seq.get_encoder()(**source_batch(), past_key_values=None)
+
+
+def test_generate_returns_cross_attentions(seq2seq):
+    """generate(output_attentions=True, return_dict_in_generate=True) collects every step's cross-attention."""
+    seq2seq.set_attn_implementation("eager")
+    try:
+        out = seq2seq.generate(
+            **source_batch(), max_new_tokens=4, min_new_tokens=4, output_attentions=True, return_dict_in_generate=True
+        )
+    finally:
+        seq2seq.set_attn_implementation("sdpa")
+    assert len(out.cross_attentions) == 4  # one entry per generated token
+    assert all(len(step) == 2 and step[0].shape[-1] == 9 for step in out.cross_attentions)
+    assert len(out.encoder_attentions) == 2
+
+
+def test_sdpa_warns_that_it_returns_no_attention_weights(seq2seq, caplog):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.warning_once.cache_clear()  # warned once per process: another test may have been first
+    with torch.no_grad():
+        out = seq2seq(**source_batch(), decoder_input_ids=target_ids(), output_attentions=True)
+    assert out.encoder_attentions == () and out.cross_attentions == ()  # as BART under sdpa
+    assert "attn_implementation='eager'" in caplog.text
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -390,6 +488,19 @@ def test_tied_weights_stay_tied_after_load_and_resize(tmp_path):
     assert out.logits.shape[-1] == VOCAB + 13
     loaded.save_pretrained(tmp_path / "b")
     _assert_tied(ForgeForConditionalGeneration.from_pretrained(tmp_path / "b"))
+
+
+def test_shared_embedding_is_a_registered_module():
+    """PEFT, tensor-parallel plans and hooks find the embedding under the names BART uses; the file stores it once."""
+    model = ForgeForConditionalGeneration(tiny_config())
+    names = dict(model.named_modules(remove_duplicate=False))
+    for name in ("model.shared", "model.encoder.embed_tokens", "model.decoder.embed_tokens"):
+        assert names[name] is model.model.shared is model.get_submodule(name)
+    assert "model.encoder.embed_tokens.weight" in model.state_dict()
+    seen = []
+    model.get_submodule("model.encoder.embed_tokens").register_forward_hook(lambda *args: seen.append(1))
+    model(**source_batch(), decoder_input_ids=target_ids())
+    assert len(seen) == 2  # encoder and decoder both embed through it
 
 
 def test_untied_output_embedding_keeps_encoder_and_decoder_sharing(tmp_path):

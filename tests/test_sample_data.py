@@ -18,11 +18,13 @@ TASKS = {
     "qa": ({"id", "title", "context", "question", "answers"}, {"train": 250, "validation": 40}),
     "srl": ({"tokens", "predicate_index", "predicate", "tags", "head_tags", "sent_id", "doc_id"},
             {"train": 250, "validation": 40}),
+    "nli": ({"premise", "hypothesis", "label"}, {"train": 190, "validation": 40}),
 }
 TEXT_FIELDS = {
     "pretrain": ("text", "title", "id"), "pretrain_zh": ("text", "source", "title"), "sentiment": ("text",),
     "translation": ("de", "en"), "summarization": ("id", "document", "summary", "topic"),
     "qa": ("id", "title", "context", "question"), "srl": ("predicate", "sent_id", "doc_id"),
+    "nli": ("premise", "hypothesis", "label"),
 }
 
 
@@ -151,3 +153,15 @@ def test_srl_bio_well_formed():
                 prev = t
             for t, h in zip(tags, heads):
                 assert h == "O" or t[2:] == h, f"{r['sent_id']}: head tag {h} outside its span {t}"
+
+
+def test_nli_labels_balanced_and_premises_not_shared():
+    premises = {}
+    for split in SPLITS:
+        rows = load("nli", split)
+        labels = [r["label"] for r in rows]
+        assert {label: labels.count(label) for label in set(labels)} == dict.fromkeys(
+            ("entailment", "neutral", "contradiction"), len(rows) // 3)
+        assert all(r["premise"] != r["hypothesis"] for r in rows)
+        premises[split] = {r["premise"] for r in rows}
+    assert not premises["train"] & premises["validation"], "a premise appears in both splits"

@@ -38,12 +38,11 @@ def register_auto_class() -> bool:
     """
     try:
         from modeling import ForgeConfig
-    except ImportError:
-        try:
-            from modeling.configuration_forge import ForgeConfig
-        except ImportError:
-            logger.debug("modeling.ForgeConfig not importable; AutoTokenizer registration skipped")
-            return False
+    except ModuleNotFoundError as error:  # no `modeling` package at all: fine; a broken one must fail loudly
+        if error.name != "modeling":
+            raise
+        logger.debug("the modeling package is not importable; AutoTokenizer registration skipped")
+        return False
     from transformers import AutoTokenizer
 
     AutoTokenizer.register(ForgeConfig, tokenizer_class=ForgeTokenizerFast, exist_ok=True)

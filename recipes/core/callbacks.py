@@ -124,7 +124,7 @@ class CopyCodeFilesCallback(TrainerCallback):
         if not checkpoint.is_dir():
             return
         try:
-            from recipes.core.export import copy_code_files
+            from publishing.export import copy_code_files
 
             copy_code_files(checkpoint, task=self.task)
         except Exception as err:  # the checkpoint itself is fine; only stand-alone loading is affected

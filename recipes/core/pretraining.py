@@ -33,6 +33,9 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+# The model's own shift (one definition): the collator builds exactly the decoder inputs the model would.
+from modeling.modeling_forge import shift_tokens_right
+
 logger = logging.getLogger(__name__)
 
 SENTINEL_TEMPLATE = "<extra_id_{}>"
@@ -164,15 +167,6 @@ def span_corrupt(
     inputs.append(eos_token_id)
     labels.append(eos_token_id)
     return inputs, labels
-
-
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
-    """Decoder inputs from labels: prepend the start token, drop the last label, -100 -> pad."""
-    shifted = labels.new_zeros(labels.shape)
-    shifted[:, 1:] = labels[:, :-1].clone()
-    shifted[:, 0] = decoder_start_token_id
-    shifted.masked_fill_(shifted == -100, pad_token_id)
-    return shifted
 
 
 @dataclass

@@ -1,47 +1,31 @@
-"""The text-to-text recipe body shared by translation and summarization.
+"""The text-to-text steps shared by translation and summarization.
 
 The two recipes differ only in where source and target come from, which metric they report and what
-the predictions file holds; :class:`Seq2SeqTask` captures those differences and :func:`run_seq2seq`
-does the rest (Seq2SeqTrainer, predict_with_generate, beam search with length penalty, label
-smoothing via ``DataCollatorForSeq2Seq(tokenizer, model=model)`` so decoder inputs come from the
-collator).
+the predictions file holds; a :class:`Seq2SeqRecipe` subclass gives those (``pairs``, ``extra_columns``)
+and the generic driver does the rest (Seq2SeqTrainer, predict_with_generate, beam search with length
+penalty, label smoothing via ``DataCollatorForSeq2Seq(tokenizer, model=model)`` so decoder inputs come
+from the collator).
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Optional
 
-from transformers import AutoModelForSeq2SeqLM, DataCollatorForSeq2Seq
+from transformers import DataCollatorForSeq2Seq
 
-from .args import ForgeSeq2SeqTrainingArguments, ModelArguments, parse_args
-from .callbacks import build_callbacks
-from .data import load_raw_datasets, select_samples
-from .guards import drop_unusable_prediction_labels
+from .args import ForgeSeq2SeqTrainingArguments
+from .driver import TaskRecipe, run_task
 from .metrics import decode_generated, seq2seq_metrics
-from .tasks import apply_overlong_policy, tokenize_seq2seq, validate_for_task
 from .safety import ForgeSeq2SeqTrainer
-from .trainer_utils import (
-    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
-)
+from .tasks import tokenize_seq2seq
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Seq2SeqTask", "configure_generation", "run_seq2seq"]
+__all__ = ["Seq2SeqRecipe", "configure_generation", "run_seq2seq"]
 
-
-@dataclass(frozen=True)
-class Seq2SeqTask:
-    """What differs between the text-to-text recipes."""
-
-    name: str  # "translation" | "summarization" (validation rules, metric kind, pipeline task)
-    data_args_class: type
-    pairs: Callable[[Mapping[str, list], Any], tuple[list[str], Optional[list[str]]]]  # batch -> (sources, targets)
-    best_metric: str  # metric for early stopping / best model
-    extra_columns: Callable[[Any], list[str]] = lambda data_args: []  # raw columns copied into predictions
+run_seq2seq = run_task  # the old name of the driver's entry point
 
 
 def configure_generation(model: Any, data_args: Any, training_args: Any) -> None:
@@ -66,77 +50,60 @@ def configure_generation(model: Any, data_args: Any, training_args: Any) -> None
     config.pad_token_id = model.config.pad_token_id
 
 
-def run_seq2seq(task: Seq2SeqTask, argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
-    """Parse ``argv``, fine-tune a Forge seq2seq model, evaluate/predict with generation, save everything."""
-    started = time.time()
-    model_args, data_args, training_args = parse_args(
-        ModelArguments, task.data_args_class, ForgeSeq2SeqTrainingArguments, args=argv
-    )
-    resume = start_run(training_args, model_args, data_args)
+class Seq2SeqRecipe(TaskRecipe):
+    """Source text in, generated target out; the metric kind (BLEU or ROUGE) follows the spec's name."""
 
-    raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
-    validate_for_task(task.name, raw, data_args)
-    if not training_args.do_train:  # predictions need no references: missing ones are not scored
+    trainer_class = ForgeSeq2SeqTrainer
+    training_args_class = ForgeSeq2SeqTrainingArguments
+    length_flag = "max_source_length"
+
+    def pairs(self, examples: Mapping[str, list]) -> tuple[list[str], Optional[list[str]]]:
+        """(sources, targets) of a batch; targets are None when the split has none (prediction only)."""
+        raise NotImplementedError
+
+    def extra_columns(self) -> list[str]:
+        """Raw columns copied into the predictions file in front of source and prediction."""
+        return []
+
+    def prepare(self) -> dict[str, Any]:
+        data_args = self.data_args  # predictions need no references: missing ones are not scored
         target = getattr(data_args, "summary_column", None) or getattr(data_args, "target_lang")
         flag = "summary_column" if hasattr(data_args, "summary_column") else "target_lang"
-        drop_unusable_prediction_labels(raw, target, lambda v: isinstance(v, str), flag)
-    tokenizer = load_tokenizer(model_args)
-    model = load_model(model_args, AutoModelForSeq2SeqLM, tokenizer)
-    configure_generation(model, data_args, training_args)
+        self.drop_unusable_labels(target, lambda v: isinstance(v, str), flag)
+        return {}
 
-    def encode(examples: Mapping[str, list]) -> dict[str, list]:
-        sources, targets = task.pairs(examples, data_args)
-        return tokenize_seq2seq(
-            examples, tokenizer, sources=sources, targets=targets, max_source_length=data_args.max_source_length,
-            max_target_length=data_args.max_target_length, prefix=data_args.source_prefix or "",
-        )
+    def setup_model(self, model: Any, tokenizer: Any) -> None:
+        configure_generation(model, self.data_args, self.training_args)
 
-    features = {}
-    for split, ds in raw.items():
-        with training_args.main_process_first(desc=f"tokenising {split}"):
-            mapped = ds.map(
-                encode, batched=True, remove_columns=ds.column_names, num_proc=data_args.preprocessing_num_workers,
-                load_from_cache_file=not data_args.overwrite_cache, desc=f"tokenising {split}",
+    def encode_function(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+        data_args = self.data_args
+
+        def encode(examples: Mapping[str, list]) -> dict[str, list]:
+            sources, targets = self.pairs(examples)
+            return tokenize_seq2seq(
+                examples, tokenizer, sources=sources, targets=targets, max_source_length=data_args.max_source_length,
+                max_target_length=data_args.max_target_length, prefix=data_args.source_prefix or "",
             )
-        features[split] = apply_overlong_policy(
-            mapped, raw, split, data_args.overlong_policy, "max_source_length", data_args.max_source_length
-        )
 
-    trainer = ForgeSeq2SeqTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=features.get("train") if training_args.do_train else None,
-        eval_dataset=features.get("validation"),
-        processing_class=tokenizer,
+        return encode, {}
+
+    def collator(self, tokenizer: Any, model: Any) -> Any:
         # model= gives decoder_input_ids from the labels, which label smoothing needs (it pops labels)
-        data_collator=DataCollatorForSeq2Seq(
-            tokenizer, model=model, label_pad_token_id=-100,
-            pad_to_multiple_of=data_args.collator_pad_multiple(training_args),
-        ),
-        compute_metrics=seq2seq_metrics(tokenizer, task.name),
-        callbacks=build_callbacks(training_args, task.best_metric, True, task=task.name) + list(callbacks or []),
-    )
+        return DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
 
-    train_metrics = train(trainer, resume, len(features["train"])) if training_args.do_train else None
-    metrics: dict[str, float] = {}
-    for split, prefix in prediction_splits(training_args, features):
-        result = trainer.predict(features[split], metric_key_prefix=prefix)
-        if result.metrics and "labels" in features[split].column_names:
-            record_metrics(trainer, prefix, result.metrics, metrics)
-        generated = decode_generated(tokenizer, result.predictions)
-        sources, targets = task.pairs(raw[split][:], data_args)
-        extra = {col: raw[split][col] for col in task.extra_columns(data_args) if col in raw[split].column_names}
+    def compute_metrics(self, tokenizer: Any) -> Any:
+        return seq2seq_metrics(tokenizer, self.spec.name)
+
+    def read_predictions(self, split: str, prefix: str, result: Any) -> tuple[Optional[dict], list[dict]]:
+        raw = self.raw[split]
+        generated = decode_generated(self.tokenizer, result.predictions)
+        sources, targets = self.pairs(raw[:])
+        extra = {col: raw[col] for col in self.extra_columns() if col in raw.column_names}
         rows = []
         for i, (source, prediction) in enumerate(zip(sources, generated)):
             row = {**{col: values[i] for col, values in extra.items()}, "source": source, "prediction": prediction}
             if targets is not None:
                 row["reference"] = targets[i]
             rows.append(row)
-        if trainer.is_world_process_zero():
-            write_predictions(f"{training_args.output_dir}/{prefix}_predictions.jsonl", rows)
-
-    finish_run(
-        trainer, tokenizer, model_args=model_args, data_args=data_args, training_args=training_args, task=task.name,
-        metrics=metrics, train_metrics=train_metrics, started=started, argv=argv,
-    )
-    return metrics
+        scores = result.metrics if result.metrics and "labels" in self.features[split].column_names else None
+        return scores, rows

@@ -11,7 +11,7 @@ the byte-level pre-tokeniser. Only the FIRST subword of a word carries the word'
 subwords, the markers and ``</s>`` get -100 (ignored by the loss and the metric). Predictions are read
 back from the first subwords, which makes word tags -> subword labels -> word tags the identity.
 
-The pipeline engineer's SRL pipeline should call :func:`encode_srl_words` too, so training and
+:func:`encode_srl_words` is the SRL pipeline's own (``modeling/pipeline_forge.py``), so training and
 inference see the same input.
 """
 
@@ -21,6 +21,9 @@ import random
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
+
+# The SRL pipeline's encoder (one definition), so the recipe trains on exactly what the pipeline feeds the model.
+from modeling.pipeline_forge import encode_srl_words
 
 from .data import DataValidationError
 
@@ -67,42 +70,6 @@ def build_srl_label_list(tag_sequences: Sequence[Sequence[str]]) -> list[str]:
             if tag != "O":
                 roles.add(tag[2:])
     return ["O"] + [f"{prefix}-{role}" for role in sorted(roles) for prefix in ("B", "I")]
-
-
-def encode_srl_words(
-    tokenizer: Any,
-    words: Sequence[str],
-    predicate_index: int,
-    marker_ids: tuple[int, int],
-    max_length: Optional[int] = None,
-) -> tuple[list[int], list[Optional[int]], bool]:
-    """Encode one sentence with its predicate marked.
-
-    Returns (input_ids, word_ids, truncated): ``word_ids[i]`` is the word index of token ``i`` (None
-    for markers and ``</s>``). With ``max_length``, the sequence is cut to fit (``</s>`` kept) and
-    ``truncated`` says whether any word lost tokens.
-    """
-    pieces = tokenizer([w if i == 0 else " " + w for i, w in enumerate(words)], add_special_tokens=False)["input_ids"]
-    input_ids: list[int] = []
-    word_ids: list[Optional[int]] = []
-    for index, ids in enumerate(pieces):
-        if index == predicate_index:
-            input_ids.append(marker_ids[0])
-            word_ids.append(None)
-        if not ids:  # a word the tokenizer maps to nothing still needs a position for its tag
-            ids = [tokenizer.unk_token_id]
-        input_ids.extend(ids)
-        word_ids.extend([index] * len(ids))
-        if index == predicate_index:
-            input_ids.append(marker_ids[1])
-            word_ids.append(None)
-    truncated = False
-    if max_length is not None and len(input_ids) + 1 > max_length:
-        truncated = True
-        input_ids, word_ids = input_ids[: max_length - 1], word_ids[: max_length - 1]
-    input_ids.append(tokenizer.eos_token_id)
-    word_ids.append(None)
-    return input_ids, word_ids, truncated
 
 
 def align_labels_to_tokens(word_ids: Sequence[Optional[int]], word_label_ids: Sequence[int]) -> list[int]:

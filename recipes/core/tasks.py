@@ -1,4 +1,4 @@
-"""Task logic shared by the recipes: per-task data validation, text preprocessing and augmentation,
+"""Task logic shared by the recipes: data validation driven by the task registry, text preprocessing and augmentation,
 tokenisation into model features, and the over-long-input policy.
 
 QA windows live in :mod:`recipes.core.qa_utils`, SRL alignment in :mod:`recipes.core.srl_utils`.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import datasets
@@ -25,12 +25,12 @@ from .data import (
 logger = logging.getLogger(__name__)
 
 OVERLONG_COLUMN = "overlong"
-TASKS = ("sentiment", "translation", "summarization", "qa", "srl")
 
 __all__ = [
     "TASKS",
     "OVERLONG_COLUMN",
     "validate_for_task",
+    "check_translation_dicts",
     "translation_pairs",
     "normalize_text",
     "augment_text",
@@ -41,92 +41,61 @@ __all__ = [
 ]
 
 
+def __getattr__(name: str) -> Any:
+    """``TASKS``: the main job's fine-tuning tasks, read from the registry when first asked for."""
+    if name == "TASKS":
+        from .registry import main_job_tasks
+
+        return main_job_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # --------------------------------------------------------------------------------------------
-# Validation per task
+# Validation per task (the columns and row rules come from each task's registry spec)
 # --------------------------------------------------------------------------------------------
-def _column_specs(task: str, data_args: Any, split: str, columns: Sequence[str]) -> list[ColumnSpec]:
-    """The columns ``task`` needs in ``split`` (labels/targets are optional in the test split)."""
-    optional_target = split == "test"
-    if task == "sentiment":
-        specs = [ColumnSpec(data_args.text_column, "text_column", "text")]
-        if data_args.text_pair_column:
-            specs.append(ColumnSpec(data_args.text_pair_column, "text_pair_column", "text"))
-        specs.append(ColumnSpec(data_args.label_column, "label_column", "label", optional=optional_target))
-        return specs
-    if task == "summarization":
-        return [
-            ColumnSpec(data_args.text_column, "text_column", "text"),
-            ColumnSpec(data_args.summary_column, "summary_column", "text", optional=optional_target),
-        ]
-    if task == "translation":
-        if data_args.translation_column in columns:
-            return [ColumnSpec(data_args.translation_column, "translation_column", "dict")]
-        return [
-            ColumnSpec(data_args.source_lang, "source_lang", "text"),
-            ColumnSpec(data_args.target_lang, "target_lang", "text", optional=optional_target),
-        ]
-    if task == "qa":
-        return [
-            ColumnSpec(data_args.id_column, "id_column", "text"),
-            ColumnSpec(data_args.question_column, "question_column", "text"),
-            ColumnSpec(data_args.context_column, "context_column", "text"),
-            ColumnSpec(data_args.answer_column, "answer_column", "squad_answers", optional=optional_target),
-        ]
-    if task == "srl":
-        return [
-            ColumnSpec(data_args.tokens_column, "tokens_column", "text_list"),
-            ColumnSpec(data_args.predicate_index_column, "predicate_index_column", "int"),
-            ColumnSpec(data_args.tags_column, "tags_column", "text_list", optional=optional_target),
-        ]
-    raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+def validate_for_task(task: Any, raw: Mapping[str, Any], data_args: Any) -> None:
+    """Check every split of ``raw`` for ``task`` (a name, an alias or a TaskSpec) before anything is tokenised.
 
-
-def validate_for_task(task: str, raw: Mapping[str, Any], data_args: Any) -> None:
-    """Check every split of ``raw`` for ``task`` before anything is tokenised or trained.
-
-    Columns present with the right value types, no empty split, and the task's cross-field rules
-    (QA: answer text at answer_start; SRL: one BIO tag per word, predicate inside the sentence;
-    translation: both languages in every dict). Labels against the label set are checked by the
-    recipe once the label set is known (:func:`recipes.core.data.check_labels`).
+    Columns present with the right value types (the spec's ``column_specs``), no empty split, and the
+    task's cross-field rules (the spec's ``check_rows``; e.g. QA: answer text at answer_start; SRL: one
+    BIO tag per word, predicate inside the sentence; translation: both languages in every dict). Labels
+    against the label set are checked by the recipe once the label set is known
+    (:func:`recipes.core.data.check_labels`).
 
     Raises:
         DataValidationError: the first problem found, with file/line, column and fix.
+        ValueError: an unknown task, or one without data rules.
     """
-    if task not in TASKS:
-        raise ValueError(f"Unknown task {task!r}; choose one of {', '.join(TASKS)}.")
+    from .registry import TaskSpec, get_task
+
+    spec = task if isinstance(task, TaskSpec) else get_task(task)
+    if spec.column_specs is None and not spec.data_columns:
+        raise ValueError(f"Task {spec.name!r} has no data rules (it is not fine-tuned by a recipe).")
     for split in list(raw):
         ds = raw[split]
         check_not_empty(ds, split)
         columns = list(getattr(ds, "column_names", None) or [])
-        validate_columns(raw, _column_specs(task, data_args, split, columns), splits=[split])
+        if spec.column_specs is not None:
+            needed = spec.column_specs(data_args, split, columns)
+        else:
+            needed = [
+                ColumnSpec(getattr(data_args, column.flag), column.flag, column.kind, optional=column.target and split == "test")
+                for column in spec.data_columns if getattr(data_args, column.flag)
+            ]
+        validate_columns(raw, needed, splits=[split])
         if isinstance(ds, datasets.IterableDataset):
             continue  # cross-field checks need random access; streamed data is checked as it is read
-        if task == "translation" and data_args.translation_column in columns:
-            _check_translation_dicts(raw, split, data_args)
-        elif task == "qa" and data_args.answer_column in columns:
-            from .qa_utils import check_answer_offsets
-
-            problems = first_problem_rows(
-                raw, split, lambda ex: check_answer_offsets(ex, data_args.context_column, data_args.answer_column)
-            )
-            if problems:
-                raise DataValidationError(
-                    f"Answers that do not match their context in the {split} split (--answer_column "
-                    f"'{data_args.answer_column}'):\n  " + "\n  ".join(problems)
-                    + "\nanswer_start must be the character offset of the answer text in the context."
-                )
-        elif task == "srl":
-            from .srl_utils import validate_srl_split
-
-            validate_srl_split(
-                raw, split, (data_args.tokens_column, data_args.predicate_index_column, data_args.tags_column)
-            )
+        if spec.check_rows is not None:
+            spec.check_rows(raw, split, data_args)
     from .guards import check_training_targets
 
-    check_training_targets(task, raw, data_args)  # every target empty: the model would learn nothing
+    check_training_targets(spec.name, raw, data_args)  # every target empty: the model would learn nothing
 
 
-def _check_translation_dicts(raw: Mapping[str, Any], split: str, data_args: Any) -> None:
+def check_translation_dicts(raw: Mapping[str, Any], split: str, data_args: Any) -> None:
+    """Every ``translation`` dict of ``split`` has the source (and, outside test, the target) language."""
+    if data_args.translation_column not in raw[split].column_names:
+        return
     src, tgt = data_args.source_lang, data_args.target_lang
     need = (src,) if split == "test" else (src, tgt)
 

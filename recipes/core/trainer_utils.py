@@ -24,6 +24,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
+from publishing.cards import write_model_card
 from .distributed import gathered_model
 from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
@@ -84,7 +85,7 @@ def start_run(
     """Logging, seed and output-folder checks; returns the checkpoint to resume from (or None).
 
     - A folder that already holds a finished model is refused unless ``--overwrite_output_dir``
-      (``recipes.core.export.OutputDirExistsError``), before any work is done.
+      (``publishing.export.OutputDirExistsError``), before any work is done.
     - The run guards of :mod:`recipes.core.guards`: a training plan that trains nothing, unreadable input
       files, an unwritable output folder, and a second run on the same folder are refused.
     - ``--resume_from_checkpoint PATH`` resumes from PATH; ``--resume_from_checkpoint last`` (or a
@@ -93,8 +94,9 @@ def start_run(
 
     ``trains`` says whether this run trains (default: ``--do_train``; pretraining always does).
     """
+    from publishing.export import check_output_dir
+
     from . import guards
-    from .export import check_output_dir
 
     _setup_logging(training_args)
     set_seed(training_args.seed)
@@ -333,7 +335,8 @@ def finish_run(
     final_model = gathered_model(trainer, trainer.model) if training_args.do_train else None
     if not trainer.is_world_process_zero():
         return
-    from .export import save_hub_folder
+    from publishing.export import save_hub_folder
+
     from .guards import release_run_lock, save_or_rescue
     from .lora import is_lora_model, save_adapter_and_merge
 
@@ -350,17 +353,11 @@ def finish_run(
     if not training_args.do_train:
         release_run_lock(output_dir)
         return
-    try:
-        from .cards import write_model_card
-    except ImportError:  # the card writer is optional for a bare checkout
-        logger.warning("recipes.core.cards is not available; no model card written.")
-        release_run_lock(output_dir)
-        return
     from privacy.dp import card_section
 
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
-    command = "python -m recipes." + _recipe_module(task) + " " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
+    command = f"python -m {_recipe_module(task)} " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     write_model_card(
         output_dir,
         model_name=output_dir.name,
@@ -378,17 +375,14 @@ def finish_run(
     release_run_lock(output_dir)
 
 
-_RECIPE_OF_TASK = {
-    "text-classification": "sentiment",
-    "translation": "translation",
-    "summarization": "summarization",
-    "question-answering": "qa",
-    "semantic-role-labeling": "srl",
-}
-
-
 def _recipe_module(task: str) -> str:
-    return _RECIPE_OF_TASK.get(task, task)
+    """The module that trains ``task`` (a name or alias in the task registry), for the card's command."""
+    from .registry import get_task
+
+    try:
+        return get_task(task).module or f"recipes.{task}"
+    except ValueError:
+        return f"recipes.{task}"
 
 
 def _data_label(data_args: Any) -> str:

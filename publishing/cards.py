@@ -1,6 +1,7 @@
 """Model cards generated from a run's measured results.
 
-``write_model_card`` renders ``model_cards/template.md`` with huggingface_hub's ``ModelCard``: YAML metadata
+``write_model_card`` renders ``model_cards/template.md`` with the task's text from the registry (title,
+pipeline tag, usage snippet) with huggingface_hub's ``ModelCard``: YAML metadata
 (license, language, datasets, pipeline_tag, tags, base_model) with a ``model-index`` built from the metrics
 the run measured, the hyperparameters and budget, intended use, limitations, a usage snippet that runs as
 written, and the loss curve. Nothing that looks like a Hugging Face token ever reaches the card.
@@ -17,33 +18,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from .safety import honour_umask
+from recipes.core.safety import honour_umask
 
 logger = logging.getLogger(__name__)
 
 CARD_NAME = "README.md"
 
-# Forge task -> Hub pipeline tag (SRL is token classification on the Hub).
-PIPELINE_TAGS: dict[str, str] = {
-    "pretraining": "text2text-generation",
-    "text2text-generation": "text2text-generation",
-    "summarization": "summarization",
-    "translation": "translation",
-    "question-answering": "question-answering",
-    "semantic-role-labeling": "token-classification",
-    "text-classification": "text-classification",
-    "token-classification": "token-classification",
-}
-TASK_TITLES: dict[str, str] = {
-    "pretraining": "Pretraining (span corruption, text-to-text)",
-    "text2text-generation": "Text-to-text generation",
-    "summarization": "Summarization",
-    "translation": "Translation",
-    "question-answering": "Extractive question answering",
-    "semantic-role-labeling": "Semantic role labeling",
-    "text-classification": "Text classification",
-    "token-classification": "Token classification",
-}
 # Keys of Trainer.evaluate() output that describe the run, not the model's quality.
 _NON_METRIC_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second", "epoch", "total_flos", "jit_compilation_time")
 _METRIC_PREFIXES = ("eval_", "test_", "predict_")
@@ -97,60 +77,38 @@ def clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return cleaned
 
 
+def _spec(task: str | None) -> Any:
+    """The registry spec of ``task`` (None: pretraining), or None for a task the registry does not know."""
+    from recipes.core.registry import get_task
+
+    try:
+        return get_task(task or "pretraining")
+    except ValueError:
+        return None
+
+
+def pipeline_tag_for(task: str | None) -> str | None:
+    """The Hub pipeline tag of a Forge task (SRL is token classification on the Hub)."""
+    spec = _spec(task)
+    return spec.pipeline_tag if spec else None
+
+
+def task_title(task: str | None) -> str:
+    """The card's name for the task ("Extractive question answering")."""
+    spec = _spec(task)
+    return spec.title if spec else (task or "pretraining")
+
+
 def default_usage_snippet(task: str | None, model_id: str) -> str:
-    """A Python snippet that loads ``model_id`` for ``task`` and runs it as written (trust_remote_code)."""
-    head = f'from transformers import pipeline\n\nmodel_id = "{model_id}"  # a Hub repo id or a local folder\n'
-    if task == "summarization":
-        return head + (
-            'summarizer = pipeline("summarization", model=model_id, trust_remote_code=True)\n'
-            'text = "The city council met on Tuesday to discuss the new budget. After a long debate, the members '
-            'agreed to spend more on public transport and less on road building."\n'
-            "print(summarizer(text, max_new_tokens=40, num_beams=2))"
-        )
-    if task == "translation":
-        return head + (
-            'translator = pipeline("translation", model=model_id, trust_remote_code=True)\n'
-            'print(translator(["The weather is nice today.", "Where is the station?"], max_new_tokens=40))'
-        )
-    if task == "question-answering":
-        return head + (
-            'qa = pipeline("question-answering", model=model_id, trust_remote_code=True)\n'
-            'context = "Forge was trained on a single machine. Its tokenizer is a byte-level BPE with 16384 entries."\n'
-            'print(qa(question="How large is the tokenizer?", context=context, top_k=2))'
-        )
-    if task == "semantic-role-labeling":
-        return head + (
-            'srl = pipeline("semantic-role-labeling", model=model_id, trust_remote_code=True)\n'
-            "# Mark the predicate with [brackets], or pass predicate=<word index>.\n"
-            'print(srl("The committee [approved] the plan on Monday ."))\n'
-            'print(srl("The committee approved the plan on Monday .", predicate=2))'
-        )
-    if task == "text-classification":
-        return head + (
-            'classifier = pipeline("text-classification", model=model_id, trust_remote_code=True)\n'
-            'print(classifier(["What a wonderful film!", "A dull, lifeless story."]))'
-        )
-    if task == "token-classification":
-        return head + (
-            'tagger = pipeline("token-classification", model=model_id, trust_remote_code=True, '
-            'aggregation_strategy="simple")\n'
-            'print(tagger("Ada Lovelace was born in London ."))'
-        )
-    if task == "text2text-generation":
-        return head + (
-            'generator = pipeline("text2text-generation", model=model_id, trust_remote_code=True)\n'
-            'print(generator("The quick brown <extra_id_0> jumps over the lazy dog.", max_new_tokens=10))'
-        )
-    # Pretrained checkpoints (no task pipeline): the model classes directly.
-    return (
-        "from transformers import AutoModelForSeq2SeqLM, AutoTokenizer\n\n"
-        f'model_id = "{model_id}"  # a Hub repo id or a local folder\n'
-        "tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)\n"
-        "model = AutoModelForSeq2SeqLM.from_pretrained(model_id, trust_remote_code=True)\n"
-        'inputs = tokenizer("The quick brown <extra_id_0> jumps over the lazy dog.", return_tensors="pt")\n'
-        "output = model.generate(**inputs, max_new_tokens=10)\n"
-        "print(tokenizer.decode(output[0]))"
-    )
+    """A Python snippet that loads ``model_id`` for ``task`` and runs it as written (trust_remote_code).
+
+    The task's registry entry holds the snippet; pretrained checkpoints (and unknown tasks) get the one that
+    uses the model classes directly.
+    """
+    spec = _spec(task)
+    if spec is None or not spec.usage:
+        spec = _spec("pretraining")
+    return spec.usage.replace("{model_id}", model_id)
 
 
 def _format_value(value: Any) -> str:
@@ -210,8 +168,8 @@ def write_model_card(
     Args:
         output_dir: the saved model folder (see ``save_hub_folder``).
         model_name: the model's display name (also the ``model-index`` name).
-        task: the Forge task (a key of ``PIPELINE_TAGS``, e.g. "summarization", "pretraining"); chooses the
-            default pipeline tag and usage snippet.
+        task: the Forge task (a registry name or alias, e.g. "summarization", "qa", "pretraining"); chooses
+            the default pipeline tag, title and usage snippet.
         metrics: the run's evaluation results, metric name -> value (a Trainer results dict works:
             see ``clean_metrics``). They become the ``model-index`` results.
         pipeline_tag: Hub pipeline tag; defaults from ``task``.
@@ -241,7 +199,7 @@ def write_model_card(
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    pipeline_tag = pipeline_tag or PIPELINE_TAGS.get(task or "pretraining")
+    pipeline_tag = pipeline_tag or pipeline_tag_for(task)
     datasets_list = [datasets] if isinstance(datasets, str) else list(datasets or [])
     dataset_name = dataset_name or (datasets_list[0] if datasets_list else "held-out data")
     model_id = repo_id or str(output_dir)
@@ -250,7 +208,7 @@ def write_model_card(
     eval_results = [
         EvalResult(
             task_type=pipeline_tag or "text2text-generation",
-            task_name=TASK_TITLES.get(task or "pretraining"),
+            task_name=task_title(task),
             dataset_type=datasets_list[0] if datasets_list else re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_name),
             dataset_name=dataset_name,
             dataset_split=dataset_split,
@@ -291,7 +249,7 @@ def write_model_card(
         for name, value in (hyperparameters or {}).items()
         if not _SECRET_KEY_PATTERN.search(str(name))
     ]
-    title = TASK_TITLES.get(task or "pretraining", task or "pretraining")
+    title = task_title(task)
     card = ModelCard.from_template(
         card_data,
         template_str=load_template(),
@@ -304,7 +262,7 @@ def write_model_card(
         base_model_text=base_model or "none (trained from scratch)",
         dataset_text=", ".join(datasets_list) or dataset_name,
         dataset_name=dataset_name + (f" ({dataset_split} split)" if dataset_split else ""),
-        usage_snippet=usage_snippet or default_usage_snippet(None if task == "pretraining" else task, model_id),
+        usage_snippet=usage_snippet or default_usage_snippet(task, model_id),
         intended_use=intended_use
         or f"{title} on text like the training data ({dataset_name}). A small research model: evaluate it on "
         "your own data before relying on it.",
@@ -340,9 +298,10 @@ def write_model_card(
 
 __all__ = [
     "CARD_NAME",
-    "PIPELINE_TAGS",
     "clean_metrics",
     "default_usage_snippet",
+    "pipeline_tag_for",
+    "task_title",
     "known_token_values",
     "redact_secrets",
     "write_model_card",

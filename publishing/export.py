@@ -23,22 +23,26 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .safety import honour_umask
+from modeling import AUTO_CLASSES, ForgeConfig
+from modeling.pipeline_forge import FORGE_PIPELINES
+from recipes.core.safety import honour_umask
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
 
+
+def _ref(cls: type) -> str:
+    """``module.Class`` as a saved folder names it (the code files are copied flat)."""
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
+
+
 # auto class -> "module.Class" inside the saved folder; every Forge head, whatever head was saved,
-# so one folder serves AutoModelForSeq2SeqLM and the encoder heads alike.
+# so one folder serves AutoModelForSeq2SeqLM and the encoder heads alike. Read from modeling.AUTO_CLASSES.
 MODEL_AUTO_MAP: dict[str, str] = {
-    "AutoConfig": "configuration_forge.ForgeConfig",
-    "AutoModel": "modeling_forge.ForgeModel",
-    "AutoModelForSeq2SeqLM": "modeling_forge.ForgeForConditionalGeneration",
-    "AutoModelForSequenceClassification": "modeling_forge.ForgeForSequenceClassification",
-    "AutoModelForQuestionAnswering": "modeling_forge.ForgeForQuestionAnswering",
-    "AutoModelForTokenClassification": "modeling_forge.ForgeForTokenClassification",
+    "AutoConfig": _ref(ForgeConfig),
+    **{auto_class: _ref(model_class) for auto_class, model_class in AUTO_CLASSES.items()},
 }
 TOKENIZER_AUTO_MAP: dict[str, list[str | None]] = {
     "AutoTokenizer": ["tokenization_forge.ForgeTokenizer", "tokenization_forge_fast.ForgeTokenizerFast"],
@@ -53,27 +57,32 @@ TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", TOKENIZER_CONFIG_NAME, "vo
 # Tasks whose pipeline ships in pipeline_forge.py and travels with the folder (transformers 5 removed the
 # built-in summarization / translation / text2text-generation / question-answering pipelines).
 CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
-    "text2text-generation": {
-        "impl": "pipeline_forge.ForgeText2TextGenerationPipeline",
-        "pt": ["AutoModelForSeq2SeqLM"],
-    },
-    "summarization": {"impl": "pipeline_forge.ForgeSummarizationPipeline", "pt": ["AutoModelForSeq2SeqLM"]},
-    "translation": {"impl": "pipeline_forge.ForgeTranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"]},
-    "question-answering": {
-        "impl": "pipeline_forge.ForgeQuestionAnsweringPipeline",
-        "pt": ["AutoModelForQuestionAnswering"],
-    },
-    "semantic-role-labeling": {
-        "impl": "pipeline_forge.ForgeSemanticRoleLabelingPipeline",
-        "pt": ["AutoModelForTokenClassification"],
-    },
+    task: {"impl": _ref(pipeline_class), "pt": [auto_class]}
+    for task, (pipeline_class, auto_class, _) in FORGE_PIPELINES.items()
 }
-# Tasks that transformers' own pipelines serve for Forge folders as they are.
-BUILTIN_PIPELINE_TASKS: dict[str, str] = {
-    "text-classification": "AutoModelForSequenceClassification",
-    "token-classification": "AutoModelForTokenClassification",
-}
-SUPPORTED_TASKS: tuple[str, ...] = tuple(CUSTOM_PIPELINES) + tuple(BUILTIN_PIPELINE_TASKS)
+
+
+def builtin_pipeline_tasks() -> dict[str, str]:
+    """Registered tasks that transformers' own pipelines serve for Forge folders as they are: task -> Auto class."""
+    from recipes.core.registry import task_specs
+
+    return {spec.pipeline_task: spec.auto_class for spec in task_specs().values()
+            if spec.pipeline_task not in CUSTOM_PIPELINES}
+
+
+def supported_tasks() -> tuple[str, ...]:
+    """Every pipeline task a saved folder can serve."""
+    return tuple(CUSTOM_PIPELINES) + tuple(builtin_pipeline_tasks())
+
+
+def __getattr__(name: str) -> Any:
+    """``BUILTIN_PIPELINE_TASKS`` / ``SUPPORTED_TASKS``: read from the task registry when first asked for."""
+    if name == "BUILTIN_PIPELINE_TASKS":
+        return builtin_pipeline_tasks()
+    if name == "SUPPORTED_TASKS":
+        return supported_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # A torch pickle can run arbitrary code when loaded; Forge folders never hold one.
 PICKLE_SUFFIXES: tuple[str, ...] = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -130,8 +139,9 @@ def _code_dirs(obj: Any | None, package: str) -> list[Path]:
     try:
         module = __import__(package)
         dirs.append(Path(module.__file__).resolve().parent)
-    except ImportError:
-        pass
+    except ModuleNotFoundError as error:  # absent is fine (a Python without Forge); broken must fail loudly
+        if error.name != package:
+            raise
     return dirs
 
 
@@ -244,6 +254,20 @@ def _move_into(tmp: Path, output_dir: Path) -> None:
     os.replace(tmp / CONFIG_NAME, output_dir / CONFIG_NAME)
 
 
+def _pipeline_task(task: str) -> str:
+    """The pipeline task of ``task`` (a pipeline task, or a registry name or alias such as "qa")."""
+    if task in CUSTOM_PIPELINES:
+        return task
+    from recipes.core.registry import get_task
+
+    try:
+        return get_task(task).pipeline_task
+    except ValueError:
+        raise ValueError(
+            f"Unknown task {task!r} for save_hub_folder; choose one of {', '.join(supported_tasks())}."
+        ) from None
+
+
 def save_hub_folder(
     model: Any,
     tokenizer: Any,
@@ -259,7 +283,8 @@ def save_hub_folder(
         tokenizer: a ForgeTokenizerFast (or ForgeTokenizer).
         output_dir: destination; created if missing. Other files there (Trainer checkpoints, logs,
             README.md) are kept.
-        task: the pipeline task the folder serves: one of ``SUPPORTED_TASKS`` or None. Tasks with a Forge
+        task: the pipeline task the folder serves (or a registry task name such as "qa"): one of
+            ``supported_tasks()`` or None. Tasks with a Forge
             pipeline (summarization, translation, question-answering, semantic-role-labeling,
             text2text-generation) get a ``custom_pipelines`` entry in config.json.
         overwrite: replace a finished model already in ``output_dir``; without it that raises
@@ -268,10 +293,10 @@ def save_hub_folder(
     Returns:
         The output folder.
     """
-    if task is not None and task not in SUPPORTED_TASKS:
-        raise ValueError(f"Unknown task {task!r} for save_hub_folder; choose one of {', '.join(SUPPORTED_TASKS)}.")
+    if task is not None:
+        task = _pipeline_task(task)
     auto_class = _auto_class_for(model)
-    wanted = CUSTOM_PIPELINES[task]["pt"][0] if task in CUSTOM_PIPELINES else BUILTIN_PIPELINE_TASKS.get(task)
+    wanted = CUSTOM_PIPELINES[task]["pt"][0] if task in CUSTOM_PIPELINES else builtin_pipeline_tasks().get(task)
     if wanted is not None and wanted != auto_class:
         raise ValueError(
             f"task={task!r} needs a model loaded with {wanted}, but got {type(model).__name__} ({auto_class})."
@@ -349,6 +374,8 @@ def copy_code_files(dest_dir: str | os.PathLike, *, task: str | None = None) -> 
 
 __all__ = [
     "BUILTIN_PIPELINE_TASKS",
+    "builtin_pipeline_tasks",
+    "supported_tasks",
     "CODE_FILES",
     "CUSTOM_PIPELINES",
     "MODEL_AUTO_MAP",

@@ -1,0 +1,177 @@
+"""The one fine-tuning driver every task recipe runs on.
+
+:func:`run_task` is the skeleton the recipes used to repeat: parse -> :func:`start_run` -> load and validate
+data -> tokenizer and model -> features -> Trainer -> train -> predict each split and write its predictions
+-> :func:`finish_run`. What differs per task is a :class:`TaskRecipe` subclass named by the task's
+:class:`~recipes.core.registry.TaskSpec`: label set and config overrides, model set-up, augmentation,
+encoding, collator, metrics and the rows of the predictions file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Optional
+
+import numpy as np
+import transformers
+
+from privacy.dp import trainer_class as private_trainer_class
+
+from .args import ForgeTrainingArguments, ModelArguments, parse_args
+from .callbacks import build_callbacks
+from .data import load_raw_datasets, select_samples
+from .registry import TaskSpec
+from .safety import ForgeTrainer
+from .tasks import apply_overlong_policy, validate_for_task
+from .trainer_utils import (
+    finish_run, load_model, load_tokenizer, prediction_splits, record_metrics, start_run, train, write_predictions,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TaskRecipe", "predicted_classes", "run_task"]
+
+
+def predicted_classes(result: Any) -> np.ndarray:
+    """Argmax over the last axis of ``Trainer.predict`` logits (the first output when there are several)."""
+    logits = result.predictions[0] if isinstance(result.predictions, tuple) else result.predictions
+    return logits.argmax(-1)
+
+
+class TaskRecipe:
+    """The steps of a fine-tuning run that differ per task; :func:`run_task` calls them in order.
+
+    One instance lives for one run and keeps what the steps share (``raw``, label maps, ``features``).
+    """
+
+    trainer_class: type = ForgeTrainer  # transformers.Trainer that keeps its arguments as JSON, not a pickle
+    training_args_class: type = ForgeTrainingArguments  # Seq2SeqTrainer needs Seq2SeqTrainingArguments
+    encode_desc = "tokenising"  # progress label of the map step
+    length_flag = "max_seq_length"  # the flag an over-long input is measured against
+
+    def __init__(self, spec: TaskSpec, model_args: Any, data_args: Any, training_args: Any) -> None:
+        self.spec, self.model_args, self.data_args, self.training_args = spec, model_args, data_args, training_args
+        self.tokenizer: Any = None  # set by run_task once loaded
+        self.raw: dict[str, Any] = {}
+        self.features: dict[str, Any] = {}
+
+    # -- before and after the model --------------------------------------------------------------------------
+    def prepare(self) -> dict[str, Any]:
+        """Inspect ``self.raw`` (label set, ...) and return config overrides for the model (num_labels, ...)."""
+        return {}
+
+    def drop_unusable_labels(self, column: str, is_valid: Any, flag: str) -> None:
+        """Without training, predict a test split whose labels are missing or unknown without scoring it."""
+        if not self.training_args.do_train:
+            from .guards import drop_unusable_prediction_labels
+
+            drop_unusable_prediction_labels(self.raw, column, is_valid, flag)
+
+    def setup_model(self, model: Any, tokenizer: Any) -> None:
+        """Adjust the loaded model (generation settings, task tokens)."""
+
+    def augment(self, train: Any) -> Any:
+        """The training split, with augmented copies where the task's options ask for them."""
+        return train
+
+    # -- features ---------------------------------------------------------------------------------------------
+    def encode_function(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
+        """``(function, extra map kwargs)`` for ``Dataset.map(batched=True)`` over a raw split."""
+        raise NotImplementedError
+
+    def after_encode(self, split: str, mapped: Any) -> Any:
+        """Act on the mapped split: the over-long policy by default (the ``overlong`` column)."""
+        limit = getattr(self.data_args, self.length_flag)
+        return apply_overlong_policy(mapped, self.raw, split, self.data_args.overlong_policy, self.length_flag, limit)
+
+    def model_inputs(self, split: str) -> Any:
+        """The columns of ``features[split]`` the model takes (bookkeeping columns removed)."""
+        return self.features[split]
+
+    def num_train_examples(self) -> int:
+        """The count reported as ``train_samples``."""
+        return len(self.features["train"])
+
+    # -- Trainer ----------------------------------------------------------------------------------------------
+    def collator(self, tokenizer: Any, model: Any) -> Any:
+        return transformers.DataCollatorWithPadding(tokenizer)
+
+    def compute_metrics(self, tokenizer: Any) -> Any:
+        """The Trainer's ``compute_metrics`` for the validation split (or None)."""
+        return None
+
+    def before_predict(self, trainer: Any) -> None:
+        """Called once after training, before the splits are predicted."""
+
+    def read_predictions(self, split: str, prefix: str, result: Any) -> tuple[Optional[Mapping[str, float]], list[dict]]:
+        """``(scores to record or None, prediction-file rows)`` from ``trainer.predict`` on ``split``."""
+        raise NotImplementedError
+
+
+def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
+    """Fine-tune a Forge model for ``spec`` with the command line ``argv`` (or one JSON/YAML path); returns eval metrics."""
+    started = time.time()
+    model_args, data_args, training_args = parse_args(
+        ModelArguments, spec.data_args_class, spec.recipe.training_args_class, args=argv
+    )
+    resume = start_run(training_args, model_args, data_args)
+    recipe: TaskRecipe = spec.recipe(spec, model_args, data_args, training_args)
+
+    raw = recipe.raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
+    validate_for_task(spec, raw, data_args)
+    overrides = recipe.prepare()
+    tokenizer = recipe.tokenizer = load_tokenizer(model_args)
+    model = load_model(model_args, getattr(transformers, spec.auto_class), tokenizer, **overrides)
+    recipe.setup_model(model, tokenizer)
+    if "train" in raw:
+        raw["train"] = recipe.augment(raw["train"])
+
+    encode, map_kwargs = recipe.encode_function(tokenizer)
+    for split, ds in raw.items():
+        desc = f"{recipe.encode_desc} {split}"
+        with training_args.main_process_first(desc=desc):
+            mapped = ds.map(
+                encode, batched=True, remove_columns=ds.column_names, num_proc=data_args.preprocessing_num_workers,
+                load_from_cache_file=not data_args.overwrite_cache, desc=desc, **map_kwargs,
+            )
+        recipe.features[split] = recipe.after_encode(split, mapped)
+    inputs = {split: recipe.model_inputs(split) for split in recipe.features}
+
+    trainer_class = private_trainer_class(  # the recipe's Trainer, made private with --dp_epsilon (privacy.dp)
+        training_args, spec.pipeline_task, num_examples=len(raw["train"]) if "train" in raw else None,
+        num_rows=len(inputs["train"]) if "train" in inputs else None, base=recipe.trainer_class,
+    )
+    collator = recipe.collator(tokenizer, model)
+    pad_multiple = data_args.collator_pad_multiple(training_args)  # length buckets (--torch_compile: 32)
+    if pad_multiple is not None and hasattr(collator, "pad_to_multiple_of"):
+        collator.pad_to_multiple_of = pad_multiple
+    trainer = trainer_class(
+        model=model,
+        args=training_args,
+        train_dataset=inputs.get("train") if training_args.do_train else None,
+        eval_dataset=inputs.get("validation"),
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=recipe.compute_metrics(tokenizer),
+        callbacks=build_callbacks(training_args, spec.metric, spec.greater_is_better, task=spec.pipeline_task)
+        + list(callbacks or []),
+    )
+
+    train_metrics = train(trainer, resume, recipe.num_train_examples()) if training_args.do_train else None
+    metrics: dict[str, float] = {}
+    recipe.before_predict(trainer)
+    for split, prefix in prediction_splits(training_args, inputs):
+        result = trainer.predict(inputs[split], metric_key_prefix=prefix)
+        scores, rows = recipe.read_predictions(split, prefix, result)
+        if scores:
+            record_metrics(trainer, prefix, scores, metrics)
+        if trainer.is_world_process_zero():
+            write_predictions(f"{training_args.output_dir}/{prefix}_predictions.jsonl", rows)
+
+    finish_run(
+        trainer, tokenizer, model_args=model_args, data_args=data_args, training_args=training_args,
+        task=spec.pipeline_task, metrics=metrics, train_metrics=train_metrics, started=started, argv=argv,
+    )
+    return metrics
