@@ -837,6 +837,10 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         self.model = ForgeModel(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
+        # A tied lm_head is not written to model.safetensors (it is the embedding). Saying so lets the Trainer
+        # recognise the key as tied, not lost, when it reloads the best checkpoint (it re-ties instead of warning
+        # "missing keys: ['lm_head.weight']"). Untied (tie_word_embeddings=False), lm_head is saved as usual.
+        self._keys_to_ignore_on_save = set(self._keys_to_ignore_on_save or ()) | set(self.all_tied_weights_keys)
 
     def get_encoder(self, modality: str | None = None) -> ForgeEncoder:
         return self.model.encoder

@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from transformers import Pipeline
+from transformers import Pipeline, TextClassificationPipeline, TokenClassificationPipeline
 from transformers.pipelines.base import ChunkPipeline
 from transformers.utils import logging
 
@@ -621,6 +621,15 @@ class ForgeSemanticRoleLabelingPipeline(Pipeline):
 # In-process registration (names transformers 5 accepts; the removed ones work from folders only)
 # ---------------------------------------------------------------------------------------------------------
 
+class ForgeTextClassificationPipeline(TextClassificationPipeline):
+    """transformers' text-classification pipeline, unchanged; named in a sentiment folder's ``custom_pipelines``
+    so that ``pipeline(model=FOLDER, trust_remote_code=True)`` finds the task without the Hub."""
+
+
+class ForgeTokenClassificationPipeline(TokenClassificationPipeline):
+    """transformers' token-classification pipeline, unchanged; named in ``custom_pipelines`` for the same reason."""
+
+
 # The pipelines this file ships: pipeline task (the key a folder's ``custom_pipelines`` uses) -> (class, the Auto
 # class of its model, the name ``register_pipelines`` gives it in-process). transformers 5 refuses its removed task
 # names in-process, so those get a "forge-" prefix. Hub-folder export and the task registry read this table.
@@ -631,6 +640,12 @@ FORGE_PIPELINES: dict[str, tuple[type, str, str]] = {
     "question-answering": (ForgeQuestionAnsweringPipeline, "AutoModelForQuestionAnswering", "forge-question-answering"),
     "semantic-role-labeling": (ForgeSemanticRoleLabelingPipeline, "AutoModelForTokenClassification",
                                "semantic-role-labeling"),
+    # transformers still ships these two; the entries (thin subclasses of its own pipelines) make a folder name its
+    # task, so `pipeline(model=FOLDER, trust_remote_code=True)` works without a task, offline, as for the tasks above.
+    "text-classification": (ForgeTextClassificationPipeline, "AutoModelForSequenceClassification",
+                            "forge-text-classification"),
+    "token-classification": (ForgeTokenClassificationPipeline, "AutoModelForTokenClassification",
+                             "forge-token-classification"),
 }
 IN_PROCESS_TASKS = {name: (pipeline_class, auto_class) for pipeline_class, auto_class, name in FORGE_PIPELINES.values()}
 
@@ -652,6 +667,8 @@ __all__ = [
     "ForgeSemanticRoleLabelingPipeline",
     "ForgeSummarizationPipeline",
     "ForgeText2TextGenerationPipeline",
+    "ForgeTextClassificationPipeline",
+    "ForgeTokenClassificationPipeline",
     "ForgeTranslationPipeline",
     "IN_PROCESS_TASKS",
     "PREDICATE_END",

@@ -111,6 +111,29 @@ def default_usage_snippet(task: str | None, model_id: str) -> str:
     return spec.usage.replace("{model_id}", model_id)
 
 
+def describe_base_model(base_model: str | os.PathLike | None) -> tuple[str | None, str]:
+    """``(Hub id for the card metadata, text for "Fine-tuned from")`` of the model a run started from.
+
+    A Hub repo id is both. A local folder (e.g. the main job's ``outputs/main_job/pretrained``) has no
+    Hub id, so the metadata's ``base_model`` stays empty (the Hub only accepts repo ids there) and the text
+    names the folder's own card title and its path, so a reader knows which model the weights came from.
+    None means trained from scratch.
+    """
+    if base_model is None or str(base_model) == "":
+        return None, "none (trained from scratch)"
+    folder = Path(base_model)
+    if not folder.is_dir():
+        return str(base_model), f"[{base_model}](https://huggingface.co/{base_model})"
+    title = None
+    card_path = folder / CARD_NAME
+    if card_path.is_file():
+        text = card_path.read_text(encoding="utf-8")
+        heading = re.search(r"^# (.+)$", text, re.MULTILINE)
+        title = heading.group(1).strip() if heading else None
+    title = title or folder.resolve().name
+    return None, f"{title} (local folder `{base_model}`)"
+
+
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -173,7 +196,8 @@ def write_model_card(
         metrics: the run's evaluation results, metric name -> value (a Trainer results dict works:
             see ``clean_metrics``). They become the ``model-index`` results.
         pipeline_tag: Hub pipeline tag; defaults from ``task``.
-        base_model: the checkpoint fine-tuned from (a Hub id), None for pretraining.
+        base_model: the checkpoint fine-tuned from: a Hub id, or a local folder (named in the card by its
+            title and path; see ``describe_base_model``); None for a model trained from scratch.
         datasets: Hub dataset id(s) for the metadata; None for local data.
         dataset_name: human-readable name of the evaluation data (defaults to the first dataset).
         dataset_split: the split the metrics were measured on (e.g. "validation").
@@ -204,6 +228,8 @@ def write_model_card(
     dataset_name = dataset_name or (datasets_list[0] if datasets_list else "held-out data")
     model_id = repo_id or str(output_dir)
     cleaned = clean_metrics(metrics)
+    from_scratch = base_model is None or str(base_model) == ""
+    base_model, base_model_text = describe_base_model(base_model)
 
     eval_results = [
         EvalResult(
@@ -259,7 +285,7 @@ def write_model_card(
         task_title=title,
         language_text=", ".join([language] if isinstance(language, str) else (language or [])) or "not specified",
         license=license,
-        base_model_text=base_model or "none (trained from scratch)",
+        base_model_text=base_model_text,
         dataset_text=", ".join(datasets_list) or dataset_name,
         dataset_name=dataset_name + (f" ({dataset_split} split)" if dataset_split else ""),
         usage_snippet=usage_snippet or default_usage_snippet(task, model_id),
@@ -267,7 +293,8 @@ def write_model_card(
         or f"{title} on text like the training data ({dataset_name}). A small research model: evaluate it on "
         "your own data before relying on it.",
         limitations=limitations
-        or "Trained on a limited budget from scratch: expect errors, especially on text unlike the training data. "
+        or f"Trained on a limited budget{' from scratch' if from_scratch else ''}: expect errors, especially on text "
+        "unlike the training data. "
         "The model can reproduce biases of its training data and must not be used for decisions about people.",
         metrics_rows=[(name, _format_value(value)) for name, value in cleaned.items()],
         hyperparameter_rows=hyper_rows,
@@ -300,6 +327,7 @@ __all__ = [
     "CARD_NAME",
     "clean_metrics",
     "default_usage_snippet",
+    "describe_base_model",
     "pipeline_tag_for",
     "task_title",
     "known_token_values",

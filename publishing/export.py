@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 TOKENIZER_CONFIG_NAME = "tokenizer_config.json"
+GENERATION_CONFIG_NAME = "generation_config.json"
 
 
 def _ref(cls: type) -> str:
@@ -106,9 +107,9 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False) -> 
     """
     if not overwrite and is_finished_model_dir(output_dir):
         raise OutputDirExistsError(
-            f"{output_dir} already holds a finished model (config.json + model.safetensors). Refusing to "
-            "overwrite it: choose another output folder, or pass overwrite=True (the recipes' --overwrite "
-            "option) to replace the model files. Checkpoints and logs in the folder are kept either way."
+            f"{output_dir} already holds a finished model; add --overwrite_output_dir to replace it "
+            "(overwrite=True from Python; checkpoints and logs in the folder are kept), or choose another "
+            "output folder."
         )
 
 
@@ -190,6 +191,23 @@ def _patch_config(config_path: Path, task: str | None) -> None:
     else:
         config.pop("custom_pipelines", None)
     _write_json_atomic(config_path, config)
+
+
+def _patch_generation_config(path: Path) -> None:
+    """Store the evaluation length limit as ``max_new_tokens``, not ``max_length``.
+
+    Pipeline users call ``summarizer(text, max_new_tokens=40)``; a saved ``max_length`` next to that makes
+    transformers warn on every call that both are set. For an encoder-decoder, ``max_length`` counts the
+    decoder start token, so the same limit is ``max_length - 1`` new tokens.
+    """
+    if not path.is_file():
+        return
+    config = _read_json(path)
+    max_length = config.pop("max_length", None)
+    if max_length is None:
+        return
+    config.setdefault("max_new_tokens", max(int(max_length) - 1, 1))
+    _write_json_atomic(path, config)
 
 
 def _patch_tokenizer_config(folder: Path) -> None:
@@ -275,6 +293,7 @@ def save_hub_folder(
     *,
     task: str | None = None,
     overwrite: bool = False,
+    space: bool | str = False,
 ) -> Path:
     """Save ``model`` and ``tokenizer`` as a folder that loads anywhere with ``trust_remote_code=True``.
 
@@ -289,6 +308,9 @@ def save_hub_folder(
             text2text-generation) get a ``custom_pipelines`` entry in config.json.
         overwrite: replace a finished model already in ``output_dir``; without it that raises
             ``OutputDirExistsError``.
+        space: also write ``output_dir/space/`` (``app.py`` + ``requirements.txt`` + Space README): the
+            ``python -m recipes.demo`` page as a Hugging Face Space. True: the app loads this folder; a
+            string: the Hub repo id the Space loads (see ``recipes.demo.write_space``).
 
     Returns:
         The output folder.
@@ -323,6 +345,7 @@ def save_hub_folder(
         _write_slow_tokenizer_files(tmp)
         _patch_tokenizer_config(tmp)
         _patch_config(tmp / CONFIG_NAME, task)
+        _patch_generation_config(tmp / GENERATION_CONFIG_NAME)
         for pickled in [p for p in tmp.iterdir() if p.suffix in PICKLE_SUFFIXES]:
             pickled.unlink()  # safetensors only (a pickle can run code when loaded)
         if not is_finished_model_dir(tmp):
@@ -340,6 +363,10 @@ def save_hub_folder(
             _move_into(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if space:
+        from recipes.demo import write_space
+
+        write_space(output_dir, space if isinstance(space, str) else None)
     logger.info("Saved a Hub-ready %s folder (task=%s) to %s", type(model).__name__, task, output_dir)
     return output_dir
 

@@ -1,6 +1,6 @@
 """The main job: raw text -> tokenizer -> pretrained Forge -> fine-tuned, carded, Hub-ready models for every task.
 
-    python -m recipes.main_job                                   # embedded sample, ~10 minutes on 2 CPU cores
+    python -m recipes.main_job                                   # embedded sample, 7 min on 2 idle CPU cores
     python -m recipes.main_job --data-dir ../shared/data --preset forge-small --budget full
     python -m recipes.main_job --quick                           # smoke mode (the test suite runs this)
 
@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from recipes.core.stage_times import StageTimes
 
 logger = logging.getLogger("recipes.main_job")
 
@@ -91,8 +93,10 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="Same as --budget quick --preset forge-tiny.")
     parser.add_argument("--output-dir", default="outputs/main_job", help="Where every folder is written.")
     parser.add_argument("--tasks", default=",".join(tasks_all), help="Comma-separated subset of: " + ", ".join(tasks_all))
-    parser.add_argument("--overwrite", action="store_true",
-                        help="Replace finished models already in --output-dir (otherwise the job refuses).")
+    parser.add_argument("--overwrite_output_dir", "--overwrite-output-dir", "--overwrite", dest="overwrite",
+                        action="store_true",
+                        help="Replace the finished models already in --output-dir (otherwise a rerun refuses before "
+                             "any work; checkpoints and logs are kept).")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     if args.quick:
@@ -122,11 +126,11 @@ def _split_files(data_dir: Path, task: str) -> tuple[Path, Path]:
 
 def _common_flags(budget: Budget, output_dir: Path, seed: int, overwrite: bool) -> list[str]:
     flags = [
-        "--output_dir", str(output_dir), "--seed", str(seed), "--report_to", "none",
+        "--output_dir", str(output_dir), "--seed", str(seed),
         "--per_device_train_batch_size", str(budget.batch_size),
         "--per_device_eval_batch_size", str(budget.eval_batch_size),
-        "--logging_steps", "10", "--disable_tqdm", "true", "--dataloader_num_workers", "0",
-        "--dataloader_pin_memory", "false",
+        # per-step logs go to <folder>/train_log.jsonl and TensorBoard (<folder>/runs); the console shows one bar
+        "--logging_steps", "10", "--report_to", "tensorboard", "--dataloader_num_workers", "0",
     ]
     if overwrite:
         flags.append("--overwrite_output_dir")
@@ -190,15 +194,40 @@ def show_pipeline(task: str, folder: Path, data_dir: Path) -> Any:
     return pipe(*args, **kwargs)
 
 
-def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str) -> dict:
+def _write_commands(out: Path, commands: list[str]) -> None:
+    """``commands.sh``: every stage's exact command, rewritten before each stage runs (so the banner's
+    "full command in commands.sh" is true while the stage is still running)."""
+    (out / "commands.sh").write_text("#!/usr/bin/env bash\nset -e\n" + "\n".join(commands) + "\n", encoding="utf-8")
+
+
+def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str,
+               out: Path, timing: StageTimes) -> dict:
     from recipes.core.safety import redact_argv
 
     log.append(f"python -m {module} " + shlex.join(redact_argv(argv)))
+    _write_commands(out, log)
     started = time.time()
-    print(f"\n=== {name}: python -m {module} ... (full command in commands.sh)", flush=True)
+    print(f"\n=== {name}: python -m {module} ... (full command in {out / 'commands.sh'})", flush=True)
+    print(f"    {timing.expectation(name)}", flush=True)
     metrics = fn(argv) or {}
-    print(f"=== {name} done in {time.time() - started:.0f}s", flush=True)
+    elapsed = time.time() - started
+    timing.record(name, elapsed)
+    print(f"=== {name} done in {elapsed:.0f}s", flush=True)
     return metrics
+
+
+def _refuse_finished(args: argparse.Namespace, out: Path) -> None:
+    """A rerun into folders that hold finished models stops here, in one line, before any work."""
+    from publishing.export import is_finished_model_dir
+
+    folders = [out / "pretrained", *(out / task for task in args.tasks)]
+    finished = [str(folder) for folder in folders if is_finished_model_dir(folder)]
+    if finished and not args.overwrite:
+        raise SystemExit(
+            f"error: {', '.join(finished)} already "
+            f"{'holds a finished model' if len(finished) == 1 else 'hold finished models'}; add "
+            "--overwrite_output_dir to train them again (checkpoints and logs are kept), or pass another --output-dir."
+        )
 
 
 def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
@@ -212,11 +241,18 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     job_started = time.time()
     print(f"Forge main job: data {data_dir}, preset {args.preset}, budget {args.budget}, output {out}", flush=True)
+    _refuse_finished(args, out)
+    timing = StageTimes.for_job(args.budget, args.preset, data_dir)
+    if data_dir.resolve() == SAMPLE_DATA.resolve():
+        import datasets
+
+        datasets.disable_progress_bars()  # reading and tokenising the embedded sample is instant
 
     from recipes import pretrain
 
     base = out / "pretrained"
-    metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, "recipes.pretrain")
+    metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, "recipes.pretrain",
+                         out, timing)
     metric = pretrain.SPEC.eval_metric
     rows.append({"task": "pretraining", "metric": metric, "value": metrics.get(metric), "folder": str(base)})
 
@@ -227,7 +263,8 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
         module, metric, pipeline_task = spec.module, spec.eval_metric, spec.pipeline_task
         folder = out / task
         recipe = importlib.import_module(module)
-        metrics = _run_stage(task, recipe.main, finetune_argv(args, budget, task, base, folder), commands, module)
+        metrics = _run_stage(task, recipe.main, finetune_argv(args, budget, task, base, folder), commands, module,
+                             out, timing)
         rows.append({"task": task, "metric": metric, "value": metrics.get(metric), "folder": str(folder)})
         try:
             shown = show_pipeline(task, folder, data_dir)
@@ -236,7 +273,6 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
             rows[-1]["pipeline_error"] = f"{type(error).__name__}: {error}"
             print(f"pipeline({pipeline_task!r}) FAILED: {rows[-1]['pipeline_error']}")
 
-    (out / "commands.sh").write_text("#!/usr/bin/env bash\nset -e\n" + "\n".join(commands) + "\n", encoding="utf-8")
     (out / "results.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
     print(f"\nForge main job finished in {(time.time() - job_started) / 60:.1f} min "
           f"(data: {data_dir}; preset {args.preset}; budget {args.budget})\n")

@@ -1,4 +1,4 @@
-"""Pretrain a Forge encoder-decoder from raw text with T5 span corruption.
+r"""Pretrain a Forge encoder-decoder from raw text with T5 span corruption.
 
 text -> tokenizer (trained on the corpus when none is given) -> Forge model (preset or config file,
 or continued from --model_name_or_path) -> packed blocks + span-corruption collator -> Trainer ->
@@ -437,4 +437,6 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
 
 
 if __name__ == "__main__":
-    main()
+    from recipes.core.cli import run_cli
+
+    run_cli(main)

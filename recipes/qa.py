@@ -1,4 +1,4 @@
-"""Fine-tune Forge for extractive question answering (SQuAD format; EM/F1; v2-style no-answer support).
+r"""Fine-tune Forge for extractive question answering (SQuAD format; EM/F1; v2-style no-answer support).
 
     python -m recipes.qa --model_name_or_path runs/forge-small-pretrained \
         --train_file ../shared/data/qa/train.jsonl --validation_file ../shared/data/qa/validation.jsonl \
@@ -148,4 +148,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    main()
+    from recipes.core.cli import run_cli
+
+    run_cli(main)

@@ -1,4 +1,4 @@
-"""Fine-tune Forge for sentiment / text classification (binary or multi-class).
+r"""Fine-tune Forge for sentiment / text classification (binary or multi-class).
 
     python -m recipes.sentiment --model_name_or_path runs/forge-small-pretrained \
         --train_file ../shared/data/sentiment/train.jsonl --validation_file ../shared/data/sentiment/validation.jsonl \
@@ -53,4 +53,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    main()
+    from recipes.core.cli import run_cli
+
+    run_cli(main)

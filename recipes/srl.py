@@ -1,4 +1,4 @@
-"""Fine-tune Forge for semantic role labelling (one example per predicate; seqeval span F1 without V).
+r"""Fine-tune Forge for semantic role labelling (one example per predicate; seqeval span F1 without V).
 
     python -m recipes.srl --model_name_or_path runs/forge-small-pretrained \
         --train_file ../shared/data/srl/train.jsonl --validation_file ../shared/data/srl/validation.jsonl \
@@ -141,4 +141,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    main()
+    from recipes.core.cli import run_cli
+
+    run_cli(main)

@@ -1,4 +1,4 @@
-"""Fine-tune Forge for abstractive summarization (ROUGE-1/2/L/Lsum, mean generated length).
+r"""Fine-tune Forge for abstractive summarization (ROUGE-1/2/L/Lsum, mean generated length).
 
     python -m recipes.summarization --model_name_or_path runs/forge-small-pretrained \
         --train_file ../shared/data/summarization/train.jsonl --validation_file ../shared/data/summarization/validation.jsonl \
@@ -56,4 +56,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    main()
+    from recipes.core.cli import run_cli
+
+    run_cli(main)

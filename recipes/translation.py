@@ -1,4 +1,4 @@
-"""Fine-tune Forge for translation (sacreBLEU + chrF on detokenized text, beam search with length penalty).
+r"""Fine-tune Forge for translation (sacreBLEU + chrF on detokenized text, beam search with length penalty).
 
     python -m recipes.translation --model_name_or_path runs/forge-small-pretrained \
         --train_file ../shared/data/translation/train.jsonl --validation_file ../shared/data/translation/validation.jsonl \
@@ -60,4 +60,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    main()
+    from recipes.core.cli import run_cli
+
+    run_cli(main)

@@ -139,3 +139,23 @@ def test_usage_snippets_run_as_written_without_forge(folders, tmp_path):
     assert not failures, failures
     for task, path in scripts.items():
         assert results[path]["stdout"].strip(), f"the {task} snippet printed nothing"
+
+
+def test_fine_tuned_card_names_its_base_model(tmp_path):
+    """A card fine-tuned from a local folder names that folder's card title and path; a Hub id is named as such."""
+    from huggingface_hub import ModelCard
+
+    from publishing.cards import write_model_card
+
+    base = tmp_path / "main_job" / "pretrained"
+    write_model_card(base, model_name="forge-small-pretrained", task="pretraining", metrics={"eval_loss": 4.3})
+    local = ModelCard.load(write_model_card(tmp_path / "sentiment", model_name="sentiment", task="text-classification",
+                                            metrics={"eval_accuracy": 67.5}, base_model=str(base)))
+    assert f"**Fine-tuned from:** forge-small-pretrained (local folder `{base}`)" in local.text
+    assert "trained from scratch" not in local.text and "from scratch" not in local.text
+    assert local.data.base_model is None  # the Hub's base_model field takes repo ids only
+    hub = ModelCard.load(write_model_card(tmp_path / "sum", model_name="sum", task="summarization",
+                                          metrics={}, base_model="someone/forge-small"))
+    assert "**Fine-tuned from:** [someone/forge-small](https://huggingface.co/someone/forge-small)" in hub.text
+    scratch = ModelCard.load(write_model_card(tmp_path / "scratch", model_name="s", task="translation", metrics={}))
+    assert "**Fine-tuned from:** none (trained from scratch)" in scratch.text

@@ -51,7 +51,9 @@ def test_folder_has_everything_remote_code_needs(folders):
     assert tok_config["auto_map"] == TOKENIZER_AUTO_MAP
     assert tok_config["tokenizer_class"] == "ForgeTokenizerFast"
     classifier = folders["text-classification"]
-    assert "custom_pipelines" not in read_json(classifier / "config.json")  # transformers' own pipeline serves it
+    # transformers' own pipeline, named in the folder so that pipeline(model=folder) needs no task
+    assert read_json(classifier / "config.json")["custom_pipelines"] == {
+        "text-classification": CUSTOM_PIPELINES["text-classification"]}
     assert not (classifier / "generation_config.json").exists()
 
 
@@ -97,7 +99,7 @@ def test_refuses_to_overwrite_and_keeps_checkpoints(tokenizer, tmp_path):
     save_hub_folder(second, tokenizer, out, task="text-classification", overwrite=True)
     config = read_json(out / "config.json")
     assert config["architectures"] == ["ForgeForSequenceClassification"]
-    assert "custom_pipelines" not in config
+    assert list(config["custom_pipelines"]) == ["text-classification"]  # the earlier save's entry is not kept
     assert not (out / "model-00001-of-00002.safetensors").exists()
     assert (out / "train.log").read_text() == "log"
     assert (out / "checkpoint-2" / "trainer_state.json").is_file()

@@ -24,11 +24,39 @@ AUTO = {
 }
 
 
+# Messages that read like failures in a run that is fine (issue 18): each is fixed at its cause or said plainly.
+ALARMING = (
+    "LOAD REPORT",  # transformers' table of MISSING task-head keys
+    "missing keys in the checkpoint",  # tied lm_head when the best checkpoint is reloaded
+    "multivariate normal",  # resize_token_embeddings for the SRL markers
+    "pin_memory",  # torch on a machine without an accelerator
+    "seem to have been set",  # max_length saved next to pipeline calls with max_new_tokens
+    "{'loss'", "{'eval_loss'", "'epoch'",  # per-step log dicts on the console
+    "Traceback",
+)
+
+
 @pytest.mark.xdist_group("main-job")
-def test_quick_main_job_writes_every_folder(tmp_path, capsys):
+def test_quick_main_job_writes_every_folder(tmp_path, capfd, caplog, monkeypatch):
+    import subprocess
+    import sys
+
+    from recipes import sentiment
+
     out = tmp_path / "job"
+    monkeypatch.setenv("FORGE_CACHE", str(tmp_path / "cache"))
+    seen_commands = []
+    real_sentiment = sentiment.main
+
+    def sentiment_main(argv):  # commands.sh already names the stage that is about to run
+        seen_commands.append((out / "commands.sh").read_text())
+        return real_sentiment(argv)
+
+    monkeypatch.setattr(sentiment, "main", sentiment_main)
     rows = main_job.main(["--quick", "--output-dir", str(out)])
-    printed = capsys.readouterr().out
+    captured = capfd.readouterr()
+    printed = captured.out
+    console = captured.out + captured.err
 
     assert [row["task"] for row in rows] == ["pretraining", *main_job.TASKS]
     assert "| task | metric | value | folder |" in printed
@@ -51,6 +79,34 @@ def test_quick_main_job_writes_every_folder(tmp_path, capsys):
     assert json.loads((out / "results.json").read_text()) == rows
     assert (out / "commands.sh").read_text().count("python -m recipes.") == 1 + len(main_job.TASKS)
 
-    # A second run into the same folder refuses to overwrite the finished models.
-    with pytest.raises(Exception, match="overwrite"):
+    assert seen_commands and "python -m recipes.sentiment " in seen_commands[0]
+    assert "python -m recipes.translation " not in seen_commands[0]
+
+    # quiet console: none of the alarming messages, one progress bar per stage, expectations in the banners
+    for message in ALARMING:
+        assert message not in console, f"{message!r} printed"
+    assert "training steps:" in console and "expected:" in printed
+    assert "New ForgeForSequenceClassification head initialised" in caplog.text  # said plainly, as INFO
+    assert (out / "sentiment" / "train_log.jsonl").is_file() and list((out / "sentiment" / "runs").iterdir())
+    generation = json.loads((out / "translation" / "generation_config.json").read_text())
+    assert "max_length" not in generation and generation["max_new_tokens"] == 63
+
+    # cards name the base they were fine-tuned from (the job's own pretrained folder)
+    for task in main_job.TASKS:
+        card = (out / task / "README.md").read_text()
+        assert f"(local folder `{out / 'pretrained'}`)" in card and "trained from scratch" not in card
+
+    # A second run into the same folder refuses, in one line naming the flag, before any work.
+    with pytest.raises(SystemExit) as refused:
         main_job.main(["--quick", "--output-dir", str(out), "--tasks", "sentiment"])
+    message = str(refused.value)
+    assert "--overwrite_output_dir" in message and "\n" not in message and str(out / "sentiment") in message
+    # ... and so does a recipe run from the command line: one line on stderr, no traceback
+    proc = subprocess.run(
+        [sys.executable, "-m", "recipes.sentiment", "--model_name_or_path", str(out / "pretrained"),
+         "--train_file", str(main_job.SAMPLE_DATA / "sentiment" / "train.jsonl"), "--do_train",
+         "--output_dir", str(out / "sentiment")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ") and "--overwrite_output_dir" in proc.stderr

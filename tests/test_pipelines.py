@@ -84,6 +84,21 @@ for strategy in ("none", "simple", "first", "average", "max"):
                       aggregation_strategy=strategy)
     run(f"ner_{strategy}", lambda: [{k: (float(v) if k == "score" else v) for k, v in e.items()}
                                     for e in tagger(json.loads(sys.argv[4]))])
+
+# No task given: every folder's config names its pipeline (custom_pipelines), so pipeline() finds it offline.
+import os
+NO_TASK_INPUTS = {
+    "summarization": (SUMMARY_SOURCE,), "translation": ("Ein Mann angelt.",),
+    "question-answering": ({"question": "What prize did Daniel Stone win?", "context": CONTEXT},),
+    "semantic-role-labeling": (SRL_SENTENCE.replace("approved", "[approved]"),),
+    "text-classification": ("what a wonderful and touching film .",),
+    "token-classification": ("Ada Lovelace was born in London .",),
+}
+for name in sorted(os.listdir(root)):
+    def no_task(name=name):
+        pipe = pipeline(model=f"{root}/{name}", trust_remote_code=True)
+        return {"task": pipe.task, "class": type(pipe).__name__, "output": pipe(*NO_TASK_INPUTS[name])}
+    run(f"no_task/{name}", no_task)
 print(json.dumps(out, default=str))
 '''
 
@@ -284,3 +299,13 @@ def test_srl_encoding_matches_the_recipe(folders):
                                          ("a b c d e f g h".split(), 7, 6)]:
         assert encode_srl_words(tok, words, predicate, markers, max_length) == srl_utils.encode_srl_words(
             tok, words, predicate, markers, max_length)
+
+
+def test_pipeline_without_a_task_works_for_every_folder(fresh, folders):
+    """``pipeline(model=FOLDER, trust_remote_code=True)``: the folder's config names its task, for every task."""
+    for name in folders:
+        result = fresh[f"no_task/{name}"]
+        assert result["task"] == name, result
+        assert result["output"], result
+    assert fresh["no_task/text-classification"]["output"][0]["label"] == "positive"
+    assert fresh["no_task/question-answering"]["output"]["answer"] == "the Hartley Award"

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from tokenizers import AddedToken
+from transformers.utils import logging as hf_logging
 
 
 logger = logging.getLogger(__name__)
@@ -51,5 +52,13 @@ def add_task_tokens(tokenizer: Any, model: Any | None, tokens: list[str], specia
     if model is not None:
         embeddings = model.get_input_embeddings()
         if embeddings is None or embeddings.num_embeddings < len(tokenizer):
-            model.resize_token_embeddings(len(tokenizer))
+            # mean_resizing (transformers' default) starts the new rows at the mean of the existing embeddings,
+            # a good start for marker tokens; its multi-line notice is replaced by one line here.
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+            finally:
+                hf_logging.set_verbosity(verbosity)
+            logger.info("embedding resized to %d rows; new rows start at the mean of the existing ones", len(tokenizer))
     return tokenizer.convert_tokens_to_ids(list(tokens))

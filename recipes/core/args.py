@@ -17,6 +17,7 @@ path whose keys are the flag names (without dashes).
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -557,7 +558,13 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
         raise ValueError("parse_args needs at least one dataclass type.")
     prepare_launch()  # before the TrainingArguments set up devices: CPU DDP under torchrun, no FSDP on CPU
     argv = list(sys.argv[1:] if args is None else args)
-    parser = HfArgumentParser(dataclass_types)
+    from .cli import cli_identity, group_help
+
+    prog, description = cli_identity()  # `python -m recipes.<name>` and its docstring (example command included)
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description,
+                              usage="%(prog)s [--flag VALUE ...]  or  %(prog)s CONFIG.yaml|CONFIG.json",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    group_help(parser, dataclass_types)
     if len(argv) == 1 and argv[0].lower().endswith(CONFIG_FILE_SUFFIXES):
         path = Path(argv[0])
         if not path.is_file():

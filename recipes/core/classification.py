@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from .data import DataValidationError, build_label_list, check_labels
+from .data import DataValidationError, build_label_list, check_labels, drop_hidden_labels
 from .driver import TaskRecipe, predicted_classes
 from .metrics import classification_metrics
 from .registry import DataColumn
@@ -40,6 +40,7 @@ class ClassificationRecipe(TaskRecipe):
 
     def prepare(self) -> dict[str, Any]:
         raw, data_args, model_args = self.raw, self.data_args, self.model_args
+        drop_hidden_labels(raw, data_args.label_column)  # SST-2 / GLUE test splits carry label -1
         # Label set: from the training data, else from the fine-tuned model's config.
         model_config_labels = None
         if "train" in raw:
@@ -48,7 +49,13 @@ class ClassificationRecipe(TaskRecipe):
         else:
             config = load_folder_config(model_args)
             names = [config.id2label[i] for i in range(config.num_labels)]
-            labels = [int(n) if n.isdigit() else n for n in names]
+            # The data's own label values (0/1 behind the names negative/positive given by --class_names) are
+            # kept in the config; folders from before that fall back to the names, as digits when they are.
+            values = getattr(config, "label_values", None)
+            if isinstance(values, list) and len(values) == len(names):
+                labels = list(values)
+            else:
+                labels = [int(n) if n.isdigit() else n for n in names]
             model_config_labels = names
         self.drop_unusable_labels(data_args.label_column, lambda v: _as_label(v) in labels, "label_column")
         for split in ("validation", "test"):
@@ -59,7 +66,7 @@ class ClassificationRecipe(TaskRecipe):
         self.label2id = {label: i for i, label in enumerate(labels)}
         self.id2label = dict(enumerate(names))
         return {"num_labels": len(labels), "id2label": self.id2label,
-                "label2id": {n: i for i, n in self.id2label.items()}}
+                "label2id": {n: i for i, n in self.id2label.items()}, "label_values": list(labels)}
 
     def augment(self, train: Any) -> Any:
         data_args = self.data_args

@@ -547,3 +547,20 @@ def first_problem_rows(
             if len(problems) >= _MAX_REPORTED:
                 break
     return problems
+
+
+def drop_hidden_labels(raw: Any, label_column: str, hidden: Any = -1) -> Any:
+    """Remove ``label_column`` from a split whose labels are all ``hidden`` (GLUE's test splits: -1).
+
+    Such a split has no labels to score against; with the column gone it is predicted without metrics
+    (``--do_predict``) instead of failing the label check. Returns ``raw`` (changed in place).
+    """
+    for split in list(raw):
+        ds = raw[split]
+        if isinstance(ds, IterableDataset) or label_column not in (ds.column_names or []):
+            continue
+        if len(ds) and all(value == hidden for value in ds[label_column]):
+            logger.info("The %s split's labels are all %r (hidden, as in GLUE's test sets): predicted without metrics.",
+                        split, hidden)
+            raw[split] = ds.remove_columns(label_column)
+    return raw

@@ -97,8 +97,10 @@ def start_run(
     from publishing.export import check_output_dir
 
     from . import guards
+    from .console import quiet_start
 
     _setup_logging(training_args)
+    quiet_start(training_args)
     set_seed(training_args.seed)
     trains = training_args.do_train if trains is None else trains
     record = guards.run_record(model_args, data_args, training_args, world_size=training_args.world_size)
@@ -179,13 +181,17 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     if model_args.model_name_or_path:
         check_safetensors_weights(model_args.model_name_or_path)
         config = AutoConfig.from_pretrained(model_args.config_name or model_args.model_name_or_path, **_hub_kwargs(model_args), **overrides)
+        from .console import report_loading, transformers_quiet
+
         # Load with mismatches allowed, then decide: a silently re-initialised pretrained weight is a wrong result.
-        model, loading_info = auto_class.from_pretrained(
-            model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
-            use_safetensors=True,
-            **_hub_kwargs(model_args),
-        )
+        with transformers_quiet():  # its LOAD REPORT table reads like a failure; report_loading says it plainly
+            model, loading_info = auto_class.from_pretrained(
+                model_args.model_name_or_path, config=config, ignore_mismatched_sizes=True, output_loading_info=True,
+                use_safetensors=True,
+                **_hub_kwargs(model_args),
+            )
         check_mismatched_weights(loading_info.get("mismatched_keys") or (), model_args)
+        report_loading(model, loading_info, model_args.model_name_or_path)
     elif model_args.config_name:
         special = {
             "vocab_size": len(tokenizer),
@@ -247,7 +253,10 @@ def train(trainer: Any, resume_from_checkpoint: Optional[str], num_train_example
     Raises:
         TrainingDivergedError: the NaN guard stopped the run (its message names step and causes).
     """
+    from .console import use_stage_progress
     from .guards import checkpoint_is_final, finish_from_checkpoint
+
+    use_stage_progress(trainer)  # one progress bar; step logs to <output_dir>/train_log.jsonl
 
     explicit = trainer.args.resume_from_checkpoint is not None  # the user asked to continue that checkpoint
     if resume_from_checkpoint and checkpoint_is_final(resume_from_checkpoint, honour_stop=not explicit):
@@ -363,7 +372,7 @@ def finish_run(
         model_name=output_dir.name,
         task=task,
         metrics={k: v for k, v in metrics.items() if k.startswith("eval_")},
-        base_model=model_args.model_name_or_path if model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path) else None,
+        base_model=model_args.model_name_or_path,  # a Hub id or a local folder, named by its card title and path
         dataset_name=dataset_name or data_args.dataset_name or _data_label(data_args),
         dataset_split="validation",
         hyperparameters=_hyperparameters(training_args, model_args),
