@@ -48,6 +48,7 @@ import transformers
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
 from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration, ForgeForSequenceClassification
+from recipes.core.mfu import train_flops  # one FLOP count for the bench and the pretraining recipe's MFU
 
 
 STRUCTURAL_DIFFERENCES = [
@@ -259,35 +260,7 @@ def matmul_fn(m: int, k: int, n: int, device, dtype: str, repeats: int) -> tuple
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def mixing_flops(config: ForgeConfig, kind: str, batch: int, length: int, causal: bool) -> float:
-    """Forward FLOPs of one token-mixing sublayer over ``batch`` x ``length`` tokens (2 per multiply-add)."""
-    d, tokens = config.d_model, batch * length
-    if kind == "attention":  # q, k, v, out projections + scores and weighted values (causal: half the square)
-        return 2 * tokens * 4 * d * d + (2 if causal else 4) * batch * length * length * d
-    if kind == "conv":  # GLU in-projection (d -> 2d), depthwise kernel, out-projection
-        return 2 * tokens * (2 * d * d + d * d) + 2 * tokens * d * config.conv_kernel_size
-    gates = 4 if config.recurrent_cell == "lstm" else 3
-    directions, hidden = (1, d) if causal else (2, d // 2)
-    return directions * 2 * tokens * gates * (d * hidden + hidden * hidden) + 2 * tokens * d * d  # + out-projection
-
-
-def train_flops(config: ForgeConfig, batch: int, src: int, tgt: int, attention_only: bool = False) -> float:
-    """Model FLOPs of one training step (forward + backward = 3 x forward), one formula for Forge and BART;
-    ``attention_only`` counts every token mixer as attention (BART's layers whatever Forge's mixers are)."""
-    d, h_enc, h_dec = config.d_model, config.encoder_ffn_dim, config.decoder_ffn_dim
-    enc_tokens, dec_tokens = batch * src, batch * tgt
-    mixers = {stack: ["attention"] * getattr(config, f"{stack}_layers") if attention_only
-              else config.layer_mixers(stack) for stack in ("encoder", "decoder")}
-    encoder = sum(mixing_flops(config, kind, batch, src, causal=False) for kind in mixers["encoder"])
-    encoder += config.encoder_layers * 2 * enc_tokens * 2 * d * h_enc  # feed-forward
-    decoder = sum(mixing_flops(config, kind, batch, tgt, causal=True) for kind in mixers["decoder"])
-    decoder += config.decoder_layers * (
-        2 * dec_tokens * (2 * d * d + 2 * d * h_dec)  # cross q/out, feed-forward
-        + 2 * enc_tokens * 2 * d * d  # cross-attention k, v of the encoder output
-        + 4 * batch * tgt * src * d  # cross-attention scores + values
-    )
-    lm_head = 2 * dec_tokens * d * config.vocab_size
-    return 3.0 * (encoder + decoder + lm_head)
+# mixing_flops and train_flops live in recipes/core/mfu.py: the pretraining recipe logs MFU with the same count.
 
 
 def live_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> int:

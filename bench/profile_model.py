@@ -3,6 +3,7 @@
     python bench/profile_model.py --what train            # forward + backward + AdamW, 16 x 128 / 64
     python bench/profile_model.py --what greedy           # generate, 32 new tokens
     python bench/profile_model.py --what beam4
+    python bench/profile_model.py --what decode_step --batch 1   # one cached decoding step, per layer and phase
 
 Prints, per model, the top operators by self CPU time and the total, then a breakdown by category (matmuls,
 attention kernels, log-softmax, optimizer, everything else) with the bound it puts on any Forge/BART speed-up at equal
@@ -120,6 +121,52 @@ def generation_phases(model, fn, repeat: int) -> dict[str, float]:
     return phases
 
 
+def decode_step_split(model, batch: dict, steps: int, prefix: int = 8) -> dict:
+    """Wall seconds per decoding step of a Forge seq2seq model, per decoder layer and sublayer, from cached
+    one-token forwards after a ``prefix``-token prefill (what generate() runs per new token, without its loop).
+
+    Sublayers are timed with forward hooks; ``layerN.rest`` is the layer's norms, dropouts and residual adds,
+    ``forward_rest`` the step's time outside the layers and the lm_head (embedding, positions, masks, cache and
+    output objects). ``memory_floor_bytes`` is what a step must read at least: the decoder's and lm_head's weights.
+    """
+    decoder = model.get_decoder()
+    modules = {"lm_head": model.get_output_embeddings(), "final_norm": decoder.final_norm}
+    for i, layer in enumerate(decoder.layers):
+        modules[f"layer{i}"] = layer
+        for part in ("self_attn", "encoder_attn", "ffn"):
+            if hasattr(layer, part):
+                modules[f"layer{i}.{part}"] = getattr(layer, part)
+    vocab = model.config.vocab_size
+    with torch.no_grad():
+        encoder_outputs = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        rows = batch["input_ids"].shape[0]
+        tokens = torch.randint(5, vocab, (rows, prefix + steps), generator=torch.Generator().manual_seed(2))
+        out = model(encoder_outputs=encoder_outputs, attention_mask=batch["attention_mask"],
+                    decoder_input_ids=tokens[:, :prefix], use_cache=True)
+        timer = PhaseTimer(modules)
+        try:
+            start = time.perf_counter()
+            for step in range(prefix, prefix + steps):
+                out = model(encoder_outputs=encoder_outputs, attention_mask=batch["attention_mask"],
+                            decoder_input_ids=tokens[:, step:step + 1], cache=out.cache, use_cache=True)
+            wall = time.perf_counter() - start
+        finally:
+            timer.remove()
+    seconds = {name: value / steps for name, value in timer.seconds.items()}
+    split: dict[str, float] = {}
+    for i in range(len(decoder.layers)):
+        parts = {k: v for k, v in seconds.items() if k.startswith(f"layer{i}.")}
+        split.update(parts)
+        split[f"layer{i}.rest"] = max(seconds[f"layer{i}"] - sum(parts.values()), 0.0)
+    split["final_norm"] = seconds["final_norm"]
+    split["lm_head"] = seconds["lm_head"]
+    layers_total = sum(seconds[f"layer{i}"] for i in range(len(decoder.layers)))
+    split["forward_rest"] = max(wall / steps - layers_total - seconds["final_norm"] - seconds["lm_head"], 0.0)
+    weights = list(decoder.parameters()) + [model.get_output_embeddings().weight]
+    floor = sum(t.numel() * t.element_size() for t in {id(t): t for t in weights}.values())
+    return {"step_seconds": wall / steps, "split_seconds": split, "memory_floor_bytes": floor}
+
+
 def format_breakdown(name: str, totals: dict[str, float]) -> str:
     parts = ", ".join(
         f"{c} {totals[c]:.3f}s ({100 * totals[c] / totals['total']:.0f}%)" for c in [*CATEGORIES, "other", "outside_ops"]
@@ -129,7 +176,7 @@ def format_breakdown(name: str, totals: dict[str, float]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--what", default="train", choices=("train", "greedy", "beam4", "encoder"))
+    parser.add_argument("--what", default="train", choices=("train", "greedy", "beam4", "encoder", "decode_step"))
     parser.add_argument("--preset", default="forge-small")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--src-len", type=int, default=128)
@@ -147,6 +194,20 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device("cpu")
     pair = bench.build_pair(args.preset, "sdpa", None, device)
     vocab = pair["forge"].config.vocab_size
+    if args.what == "decode_step":  # Forge only: the split follows Forge's module names
+        batch = bench.make_batch(vocab, args.batch, args.src_len, 1, device, seed=1)
+        decode_step_split(pair["forge"], batch, 2)  # warm-up
+        report = {"what": "decode_step", "batch": args.batch, "threads": args.threads,
+                  **decode_step_split(pair["forge"], batch, args.new_tokens)}
+        step = report["step_seconds"]
+        print(f"forge decode step, batch {args.batch}: {1e3 * step:.3f} ms; weights read per step "
+              f"{report['memory_floor_bytes'] / 1e6:.1f} MB")
+        for name, value in report["split_seconds"].items():
+            print(f"  {name:24s} {1e3 * value:8.3f} ms ({100 * value / step:4.1f}%)")
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+        return
     breakdowns: dict[str, dict[str, float]] = {}
     phases: dict[str, dict[str, float]] = {}
     for name in args.models.split(","):

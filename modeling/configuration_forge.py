@@ -77,6 +77,10 @@ class ForgeConfig(PreTrainedConfig):
         ffn_type: ``"mlp"`` or ``"gated"`` (gated + ``activation_function="silu"`` is SwiGLU).
         scale_embedding: multiply token embeddings by ``sqrt(d_model)`` (as the original Transformer).
         classifier_dropout: dropout of the sequence classification head.
+        loss_chunk_size: ``None`` (default) or a number of target tokens: in training with labels, the seq2seq LM head
+            computes lm_head + cross-entropy over chunks of that many tokens, recomputed in the backward, so the full
+            ``(tokens, vocab)`` fp32 logits tensor never exists (the output's ``logits`` is then ``None``); same loss
+            and gradients. Evaluation and ``generate()`` are unchanged.
         encoder_mixer: token-mixing sublayer of the encoder layers: ``"attention"``, ``"conv"`` or ``"recurrent"``,
             or a list of those with one entry per encoder layer (a hybrid).
         decoder_mixer: the same for the decoder's self-attention sublayers (cross-attention stays attention).
@@ -133,6 +137,7 @@ class ForgeConfig(PreTrainedConfig):
     decoder_start_token_id: int | None = 1
     is_encoder_decoder: bool = True
     tie_word_embeddings: bool = True
+    loss_chunk_size: int | None = None
 
     def __post_init__(self, **kwargs):
         _check_for_misspelled_fields(type(self), kwargs)
@@ -141,6 +146,10 @@ class ForgeConfig(PreTrainedConfig):
 
     def _check(self) -> None:
         """Raise a ValueError that names the field and the fix for every invalid setting."""
+        if self.loss_chunk_size is not None and self.loss_chunk_size < 1:
+            raise ValueError(
+                f"`loss_chunk_size` must be a positive number of tokens (e.g. 1024) or None, got {self.loss_chunk_size}."
+            )
         for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim",
                      "decoder_ffn_dim", "max_position_embeddings", "encoder_attention_heads",
                      "decoder_attention_heads"):

@@ -145,6 +145,10 @@ def mixer_padding_mask(attention_mask: torch.Tensor | None, length: int) -> torc
     if attention_mask is None or attention_mask.ndim != 2:
         return None
     mask = attention_mask[:, -length:].bool()
+    if torch.compiler.is_compiling():
+        # Under torch.compile the all-ones test is a graph break (and a host sync); an all-True mask gives the same
+        # result as None, only through the masked path.
+        return mask
     return None if bool(mask.all()) else mask
 
 

@@ -666,12 +666,7 @@ class ForgeDecoder(_ForgeStack):
             attention_mask=attention_mask,
             cache=cache.self_attention_cache if cache is not None else None,
         )
-        cross_mask = create_bidirectional_mask(
-            config=self.config,
-            inputs_embeds=hidden_states,
-            attention_mask=encoder_attention_mask,
-            encoder_hidden_states=encoder_hidden_states,
-        )
+        cross_mask = self._cross_mask(hidden_states, encoder_attention_mask, encoder_hidden_states, cache)
         mixer_kwargs = {}
         if self.mixer_layers:
             mixer_kwargs["padding_mask"] = mixer_padding_mask(attention_mask, hidden_states.shape[1])
@@ -686,6 +681,36 @@ class ForgeDecoder(_ForgeStack):
                 **mixer_kwargs,
             )
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=self.final_norm(hidden_states), cache=cache)
+
+    def _cross_mask(
+        self,
+        hidden_states: torch.Tensor,
+        encoder_attention_mask: torch.Tensor | None,
+        encoder_hidden_states: torch.Tensor,
+        cache: EncoderDecoderCache | None,
+    ) -> torch.Tensor | None:
+        """The cross-attention mask, built once per generation instead of once per decoding step.
+
+        It depends only on the source padding and the query length, and during ``generate()`` both stay the same
+        from the second step on (the encoder mask is the same tensor object every step; beam reordering only swaps
+        beams of the same source, whose masks are equal). So the mask of a one-token step is kept on the cache and
+        reused while the same mask tensor comes back; anything else rebuilds it.
+        """
+        q_len = hidden_states.shape[1]
+        reusable = cache is not None and q_len == 1 and encoder_attention_mask is not None
+        if reusable:
+            kept = getattr(cache, "_forge_cross_mask", None)
+            if kept is not None and kept[0] is encoder_attention_mask and kept[1] == hidden_states.dtype:
+                return kept[2]
+        mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        if reusable:
+            cache._forge_cross_mask = (encoder_attention_mask, hidden_states.dtype, mask)
+        return mask
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -782,6 +807,29 @@ class ForgeModel(ForgePreTrainedModel):
         )
 
 
+def _lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy of ``hidden @ weight.T`` against ``labels`` (-100 ignored), logits upcast to fp32."""
+    logits = F.linear(hidden, weight).float()  # (tokens, vocab)
+    return F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+
+
+def chunked_lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """``_lm_loss_sum`` over chunks of ``chunk_size`` tokens, each under activation checkpointing.
+
+    hidden: (tokens, d_model); labels: (tokens,). The forward keeps no chunk's logits (only the scalar), and the
+    backward recomputes one chunk's logits at a time, so the peak is one (chunk_size, vocab) fp32 tensor instead of
+    (tokens, vocab): the price is the lm_head matmul run twice. Liger's fused linear cross-entropy does this without
+    the recomputation but needs Triton (GPUs only), hence this portable version.
+    """
+    from torch.utils.checkpoint import checkpoint
+
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], chunk_size):
+        end = start + chunk_size
+        total = total + checkpoint(_lm_loss_sum, hidden[start:end], weight, labels[start:end], use_reentrant=False)
+    return total
+
+
 class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
     """Sequence-to-sequence LM (translation, summarisation, denoising pretraining) with ``generate()``."""
 
@@ -840,14 +888,23 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             return_dict=True,
             **kwargs,
         )
-        logits = self.lm_head(outputs.last_hidden_state)  # (batch, target_len, vocab)
-        loss = None
-        if labels is not None:
-            labels = labels.to(logits.device)
-            loss_sum = F.cross_entropy(
-                logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
+        hidden = outputs.last_hidden_state  # (batch, target_len, d_model)
+        logits = loss = None
+        if labels is not None and self.training and self.config.loss_chunk_size:
+            # Opt-in memory saver: no full logits tensor in training (see ForgeConfig.loss_chunk_size).
+            labels = labels.to(hidden.device)
+            loss_sum = chunked_lm_loss_sum(
+                hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, labels.reshape(-1), self.config.loss_chunk_size
             )
             loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
+        else:
+            logits = self.lm_head(hidden)  # (batch, target_len, vocab)
+            if labels is not None:
+                labels = labels.to(logits.device)
+                loss_sum = F.cross_entropy(
+                    logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
+                )
+                loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

@@ -39,6 +39,7 @@ from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
 from recipes.core.distributed import gathered_model
 from recipes.core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
+from recipes.core.mfu import pretraining_mfu
 from recipes.core.safety import (
     ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
 )
@@ -342,6 +343,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
     collator = SpanCorruptionCollator(
         tokenizer, model=model, noise_density=data_args.noise_density,
         mean_noise_span_length=data_args.mean_noise_span_length, seed=training_args.seed,
+        pad_to_multiple_of=data_args.collator_pad_multiple(training_args),
     )
     collator.sentinels_for(data_args.block_size)  # fail now, not at step 1, when sentinels are missing
     callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(
@@ -364,6 +366,11 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         # corpus tokens consumed per second (a block = block_size text tokens); the Trainer's own
         # train_tokens_per_second counts encoder inputs after corruption (~0.9x)
         metrics["train_corpus_tokens_per_second"] = metrics["train_samples_per_second"] * data_args.block_size
+        train_mfu = pretraining_mfu(
+            model.config, data_args, metrics["train_samples_per_second"], training_args.world_size
+        )
+        if train_mfu is not None:  # GPUs of known peak only; None on CPU
+            metrics["train_mfu"] = train_mfu
     if eval_dataset is not None:
         last = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
         if last is not None and last.get("step") == trainer.state.global_step:

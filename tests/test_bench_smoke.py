@@ -108,3 +108,24 @@ def test_profile_breakdown_finds_each_kind_of_work(what, tmp_path):
             phases = report["generation_phases_seconds"][model]
             assert all(phases[k] > 0 for k in ("encoder", "decoder", "lm_head", "total")), phases
         assert _finite_positive(report["forge_over_bart_speedup_if_forge_decoder_free"])
+
+
+def test_profile_decode_step_split_covers_every_layer(tmp_path):
+    """bench/profile_model.py --what decode_step (smoke): one cached batch-1 step split per layer and phase."""
+    spec = importlib.util.spec_from_file_location("profile_model", REPO_ROOT / "bench" / "profile_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "step.json"
+    threads = torch.get_num_threads()
+    try:
+        module.main(["--what", "decode_step", "--preset", "forge-tiny", "--batch", "1", "--src-len", "16",
+                     "--new-tokens", "3", "--threads", "1", "--json", str(path)])
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(path.read_text())
+    split = report["split_seconds"]
+    layers = {name.split(".")[0] for name in split if name.startswith("layer")}
+    assert len(layers) == 2 and all(f"{layer}.ffn" in split for layer in layers), split  # forge-tiny: 2 layers
+    assert all(value >= 0 for value in split.values()) and split["lm_head"] > 0
+    assert sum(split.values()) <= report["step_seconds"] * 1.01
+    assert report["memory_floor_bytes"] > 0

@@ -224,6 +224,10 @@ def _parse_scalar(raw: str) -> Any:
 # --------------------------------------------------------------------------------------------
 # Data (common part)
 # --------------------------------------------------------------------------------------------
+# Length bucket under --torch_compile: few enough shapes to compile each once, little padding wasted.
+COMPILE_PAD_MULTIPLE = 32
+
+
 @dataclass
 class DataArguments:
     """Where the data comes from and how much of it to use (common to every recipe)."""
@@ -283,7 +287,24 @@ class DataArguments:
         },
     )
 
+    pad_to_multiple_of: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "Pad each batch's length up to a multiple of this many tokens, so batches come in a few "
+            "bucket shapes. Default: 32 with --torch_compile true (each bucket then compiles once, instead of a "
+            "recompile for every new length), otherwise no rounding (each batch padded to its longest row)."
+        },
+    )
+
+    def collator_pad_multiple(self, training_args) -> Optional[int]:
+        """The ``pad_to_multiple_of`` for the data collator: the flag, else 32 when compiling, else None."""
+        if self.pad_to_multiple_of is not None:
+            return self.pad_to_multiple_of
+        return COMPILE_PAD_MULTIPLE if getattr(training_args, "torch_compile", False) else None
+
     def __post_init__(self) -> None:
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ValueError(f"--pad_to_multiple_of must be a positive number of tokens, got {self.pad_to_multiple_of}.")
         if self.overlong_policy not in ("truncate", "drop", "error"):
             raise ValueError(
                 f"--overlong_policy must be one of truncate, drop, error; got {self.overlong_policy!r}."

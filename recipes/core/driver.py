@@ -152,13 +152,17 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
         training_args, spec.pipeline_task, num_examples=len(raw["train"]) if "train" in raw else None,
         num_rows=len(inputs["train"]) if "train" in inputs else None, base=recipe.trainer_class,
     )
+    collator = recipe.collator(tokenizer, model)
+    pad_multiple = data_args.collator_pad_multiple(training_args)  # length buckets (--torch_compile: 32)
+    if pad_multiple is not None and hasattr(collator, "pad_to_multiple_of"):
+        collator.pad_to_multiple_of = pad_multiple
     trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=inputs.get("train") if training_args.do_train else None,
         eval_dataset=recipe.training_eval_dataset(inputs.get("validation")),
         processing_class=tokenizer,
-        data_collator=recipe.collator(tokenizer, model),
+        data_collator=collator,
         compute_metrics=recipe.compute_metrics(tokenizer),
         callbacks=build_callbacks(training_args, spec.metric, spec.greater_is_better, task=spec.pipeline_task)
         + list(callbacks or []),

@@ -1,0 +1,167 @@
+"""Speed-related code that tests can pin without timing anything: the MFU formula and peak table, the NaN guard's
+single reduced check, the chunked cross-entropy (equal to the plain path) and decoding fast paths (same tokens)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_tester import tiny_config
+
+from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration
+from recipes.core.callbacks import _first_non_finite_parameter
+from recipes.core.mfu import mfu, peak_flops, train_flops
+
+
+# --------------------------------------------------------------------------------------------------------------
+# MFU
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "name, tflops",
+    [
+        ("NVIDIA H200", 989.0),
+        ("NVIDIA H100 80GB HBM3", 989.0),
+        ("NVIDIA H100 PCIe", 756.0),
+        ("NVIDIA A100-SXM4-80GB", 312.0),
+        ("NVIDIA A100 80GB PCIe", 312.0),
+        ("NVIDIA L4", 121.0),
+        ("NVIDIA L40S", 362.0),  # not mistaken for an L4
+    ],
+)
+def test_peak_from_device_name(name, tflops):
+    assert peak_flops(name) == tflops * 1e12
+
+
+@pytest.mark.parametrize("name", [None, "", "cpu", "Tesla T4", "Intel(R) Xeon(R)"])
+def test_unknown_device_reports_no_mfu(name):
+    assert peak_flops(name) is None
+    assert mfu(1e9, 100.0, name) is None
+
+
+def test_train_flops_is_6_x_matmul_parameters_per_token_plus_attention():
+    """Without the attention terms (length 1) the count is the textbook 6 x (non-embedding matmul parameters,
+    lm_head included) per token, for the encoder and decoder tokens each run through their own weights."""
+    config = ForgeConfig(**PRESETS["forge-small"])
+    d, v = config.d_model, config.vocab_size
+    enc_params = config.encoder_layers * (4 * d * d + 2 * d * config.encoder_ffn_dim)
+    dec_params = config.decoder_layers * (6 * d * d + 2 * d * config.decoder_ffn_dim) + d * v
+    cross_kv = config.decoder_layers * 2 * d * d  # applied to the encoder's tokens
+    batch = 4
+    expected = 6 * batch * (enc_params + cross_kv + dec_params)
+    attention = 3 * batch * (config.encoder_layers * 4 * d + config.decoder_layers * (2 * d + 4 * d))
+    assert train_flops(config, batch, 1, 1) == pytest.approx(expected + attention)
+    # Attention grows with the square of the length: doubling src and tgt more than doubles the count.
+    assert train_flops(config, batch, 256, 64) > 2 * train_flops(config, batch, 128, 32)
+
+
+def test_mfu_is_flops_times_rate_over_peak():
+    # 1 TFLOP per sample at 494.5 samples/s on an H200 (989 TFLOP/s) is half the peak.
+    assert mfu(1e12, 494.5, "NVIDIA H200") == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# NaN guard: one reduced value per step
+# --------------------------------------------------------------------------------------------------------------
+def test_nan_guard_check_names_the_broken_weight_and_passes_finite_ones():
+    model = ForgeForConditionalGeneration(tiny_config())
+    assert _first_non_finite_parameter(model) is None
+    with torch.no_grad():
+        model.model.decoder.layers[1].ffn.fc2.weight[0, 0] = float("inf")
+    assert _first_non_finite_parameter(model) == "model.decoder.layers.1.ffn.fc2.weight"
+    with torch.no_grad():
+        model.model.decoder.layers[1].ffn.fc2.weight[0, 0] = 0.0
+        model.model.encoder.layers[0].self_attn.qkv_proj.bias[3] = float("nan")
+    assert _first_non_finite_parameter(model) == "model.encoder.layers.0.self_attn.qkv_proj.bias"
+
+
+def test_nan_guard_check_does_not_fire_on_huge_but_finite_weights():
+    """Norms that overflow to inf although every weight is finite: the scan finds no culprit, nothing fires."""
+    model = ForgeForConditionalGeneration(tiny_config())
+    with torch.no_grad():
+        model.lm_head.weight.fill_(3e38)
+    assert _first_non_finite_parameter(model) is None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Chunked cross-entropy (config.loss_chunk_size)
+# --------------------------------------------------------------------------------------------------------------
+def _loss_and_grads(model, inputs):
+    model.zero_grad()
+    out = model(**inputs)
+    out.loss.backward()
+    return out, {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 7, 1000])  # 7 does not divide 3 x 9 target tokens; 1000 is one chunk
+def test_chunked_loss_and_gradients_equal_the_plain_path(chunk):
+    from model_tester import source_batch, target_ids
+
+    model = ForgeForConditionalGeneration(tiny_config()).train()
+    labels = target_ids(3, 9)
+    labels[1, 6:] = -100  # padded targets are ignored by both paths
+    inputs = {**source_batch(3, 10), "labels": labels}
+    plain, plain_grads = _loss_and_grads(model, inputs)
+    model.config.loss_chunk_size = chunk
+    chunked, chunked_grads = _loss_and_grads(model, inputs)
+    assert chunked.logits is None  # the point: no (tokens, vocab) logits in training
+    torch.testing.assert_close(chunked.loss, plain.loss, atol=1e-5, rtol=0)
+    assert chunked_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(chunked_grads[name], grad, atol=1e-5, rtol=1e-5, msg=name)
+    # num_items_in_batch (gradient accumulation) divides the same sum.
+    with torch.no_grad():
+        a = model(**inputs, num_items_in_batch=torch.tensor(40)).loss
+        model.config.loss_chunk_size = None
+        b = model(**inputs, num_items_in_batch=torch.tensor(40)).loss
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_chunked_loss_leaves_eval_logits_and_generate_unchanged():
+    from model_tester import source_batch, target_ids
+
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config()).eval()
+    inputs = {**source_batch(2, 8), "labels": target_ids(2, 5)}
+    plain = model(**inputs)
+    plain_tokens = model.generate(**source_batch(2, 8), max_new_tokens=6, do_sample=False)
+    model.config.loss_chunk_size = 3
+    chunked = model(**inputs)
+    torch.testing.assert_close(chunked.logits, plain.logits, atol=0, rtol=0)
+    torch.testing.assert_close(chunked.loss, plain.loss, atol=0, rtol=0)
+    assert torch.equal(model.generate(**source_batch(2, 8), max_new_tokens=6, do_sample=False), plain_tokens)
+
+
+def test_loss_chunk_size_must_be_positive():
+    with pytest.raises(ValueError, match="loss_chunk_size"):
+        tiny_config(loss_chunk_size=0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Decoding: the cross-attention mask is built once per generation
+# --------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_reused_cross_mask_gives_the_same_tokens_as_rebuilding_it(attn, num_beams, monkeypatch):
+    """Padded sources (so the mask is not None): tokens with the mask kept on the cache equal tokens with the mask
+    rebuilt every step, greedy and beam."""
+    from model_tester import source_batch
+
+    from modeling import modeling_forge
+
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config(attn_implementation=attn)).eval()
+    inputs = source_batch(3, 9, padded=True)
+    kwargs = dict(max_new_tokens=8, num_beams=num_beams, do_sample=False, min_new_tokens=8)
+    built = []
+    real = modeling_forge.create_bidirectional_mask
+
+    def counting(**kw):
+        built.append(kw["inputs_embeds"].shape[1])
+        return real(**kw)
+
+    monkeypatch.setattr(modeling_forge, "create_bidirectional_mask", counting)
+    fast = model.generate(**inputs, **kwargs)
+    # Encoder mask + the first decoder step (prefill) + one for all 1-token steps: not one per step.
+    assert len(built) <= 3, built
+    monkeypatch.setattr(modeling_forge.ForgeDecoder, "_cross_mask", lambda self, h, m, e, c: real(
+        config=self.config, inputs_embeds=h, attention_mask=m, encoder_hidden_states=e))
+    assert torch.equal(model.generate(**inputs, **kwargs), fast)
