@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# SST-2 accuracy with differentially private fine-tuning (DP-SGD, privacy.dp) at epsilon 3 and 8, against
+# SST-2 accuracy with differentially private fine-tuning (DP-SGD, recipes.privacy.dp) at epsilon 3 and 8, against
 # non-private fine-tuning at the same budget: the same starting model, epochs, expected batch size, learning rate
 # and schedule; only --dp_epsilon differs. Each run is evaluated on the full SST-2 validation split (872 sentences).
 # One JSON line per finished run is appended to $RESULTS (default bench/results/dp_sst2.jsonl); a rerun skips the
@@ -10,7 +10,7 @@
 #   EPSILONS="1 3 8" SEEDS="42 43" EPOCHS=3 BS=256 LR=1e-3 ...                                  # other settings
 #
 # Without PRETRAINED it trains forge-tiny from scratch with TOK (a tokenizer folder): only for smoke tests.
-# DP-SGD needs fp32, one device and no gradient accumulation (privacy.dp refuses the rest); large expected batches
+# DP-SGD needs fp32, one device and no gradient accumulation (recipes.privacy.dp refuses the rest); large expected batches
 # (BS) and a higher learning rate than non-private fine-tuning are the usual DP-SGD recipe (Li et al., 2022).
 set -uo pipefail
 cd "$(dirname "$0")/.."

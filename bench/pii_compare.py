@@ -10,8 +10,8 @@ that overlap a planted value of the type. "overreach" counts detections reaching
 is not personal data would be replaced, e.g. the Chinese characters glued to an e-mail address) and "clean lines
 hit" the clean lines with any detection. Every candidate runs as installed, with no model download:
 scrubadub (default detectors), datafog (regex engine), presidio-analyzer (its pattern recognizers, with a blank
-spaCy pipeline in place of a downloaded model, so no names), and privacy.pii (Forge's scrubber, which is presidio
-configured as described in privacy/pii.py).
+spaCy pipeline in place of a downloaded model, so no names), and recipes.privacy.pii (Forge's scrubber, which is presidio
+configured as described in recipes/privacy/pii.py).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def presidio_detector():
 
 
 def forge_detector():
-    from privacy.pii import PiiScrubber
+    from recipes.privacy.pii import PiiScrubber
 
     scrubber = PiiScrubber()
 
@@ -87,7 +87,7 @@ def forge_detector():
 
 
 CANDIDATES = {"scrubadub": scrubadub_detector, "datafog": datafog_detector, "presidio": presidio_detector,
-              "forge (privacy.pii)": forge_detector}
+              "forge (recipes.privacy.pii)": forge_detector}
 
 
 def evaluate(detect, rows):

@@ -1,4 +1,4 @@
-"""Model card templates (Jinja2 markdown), rendered by ``publishing.cards.write_model_card``."""
+"""Model card templates (Jinja2 markdown), rendered by ``recipes.publishing.cards.write_model_card``."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from .modeling_forge import (
 
 
 # Auto class -> Forge class: registered below, and the list a Hub folder's `auto_map` covers (one entry per head;
-# publishing/export.py builds auto_map from it, the task registry names its keys).
+# recipes/publishing/export.py builds auto_map from it, the task registry names its keys).
 AUTO_CLASSES = {
     "AutoModel": ForgeModel,
     "AutoModelForSeq2SeqLM": ForgeForConditionalGeneration,

@@ -218,7 +218,7 @@ def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log:
 
 def _refuse_finished(args: argparse.Namespace, out: Path) -> None:
     """A rerun into folders that hold finished models stops here, in one line, before any work."""
-    from publishing.export import is_finished_model_dir
+    from recipes.publishing.export import is_finished_model_dir
 
     folders = [out / "pretrained", *(out / task for task in args.tasks)]
     finished = [str(folder) for folder in folders if is_finished_model_dir(folder)]

@@ -33,7 +33,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 import modeling  # noqa: F401  (registers Forge with the Auto classes)
 import tokenization  # noqa: F401
 from modeling import ForgeConfig, ForgeForConditionalGeneration
-from privacy.dp import trainer_class
+from recipes.privacy.dp import trainer_class
 from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
 from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
@@ -53,8 +53,8 @@ from recipes.core.pretraining import (
     init_embeddings_from_word_vectors,
     pack_dataset,
 )
-from publishing.cards import write_model_card
-from publishing.export import save_hub_folder
+from recipes.publishing.cards import write_model_card
+from recipes.publishing.export import save_hub_folder
 
 logger = logging.getLogger("recipes.pretrain")
 
@@ -131,9 +131,9 @@ class PretrainDataArguments(DataArguments):
     scrub_pii: bool = field(
         default=False,
         metadata={"help": "Replace e-mail addresses, phone numbers, URLs, card and ID numbers in every split with "
-                  "placeholders such as <EMAIL> before the tokenizer and the model see the text (privacy.pii; pip "
+                  "placeholders such as <EMAIL> before the tokenizer and the model see the text (recipes.privacy.pii; pip "
                   "install 'forge-transformer[privacy]'). Counts by type go to <output_dir>/pii_report.json and the "
-                  "model card. Not with --streaming (scrub the files first: python -m privacy.pii)."},
+                  "model card. Not with --streaming (scrub the files first: python -m recipes.privacy.pii)."},
     )
 
     def __post_init__(self) -> None:
@@ -320,7 +320,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         check_corpus_has_text(raw["train"], data_args.text_column, data_args.train_file or data_args.dataset_name or "train")
     pii_reports = None
     if data_args.scrub_pii:
-        from privacy.pii import save_reports, scrub_splits
+        from recipes.privacy.pii import save_reports, scrub_splits
 
         with training_args.main_process_first(desc="scrubbing PII"):
             raw, pii_reports = scrub_splits(raw, data_args.text_column, data_args.preprocessing_num_workers)
@@ -432,7 +432,7 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
     card_metrics = {k: v for k, v in metrics.items() if k in ("eval_loss", "eval_perplexity")}
     command = "python -m recipes.pretrain " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     curve = out / LOSS_CURVE_NAME
-    from privacy.pii import card_section as pii_card_section
+    from recipes.privacy.pii import card_section as pii_card_section
 
     write_model_card(
         out, model_name=out.name, task="pretraining", metrics=card_metrics,

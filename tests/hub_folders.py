@@ -126,8 +126,8 @@ def build_folders(root: Path) -> dict[str, Path]:
         return dict(_CACHE)
     from modeling import (ForgeConfig, ForgeForConditionalGeneration, ForgeForQuestionAnswering,
                           ForgeForSequenceClassification, ForgeForTokenClassification)
-    from publishing.cards import write_model_card
-    from publishing.export import save_hub_folder
+    from recipes.publishing.cards import write_model_card
+    from recipes.publishing.export import save_hub_folder
     from tokenization import ForgeTokenizerFast, add_task_tokens
 
     threads = torch.get_num_threads()

@@ -47,7 +47,7 @@ def _snippet(card_text: str) -> str:
 def test_card_round_trip(tmp_path, monkeypatch):
     from huggingface_hub import ModelCard
 
-    from publishing.cards import write_model_card
+    from recipes.publishing.cards import write_model_card
 
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     curve = tmp_path / "elsewhere" / "loss_curve.png"
@@ -88,7 +88,7 @@ def test_card_round_trip(tmp_path, monkeypatch):
 
 
 def test_clean_metrics():
-    from publishing.cards import clean_metrics
+    from recipes.publishing.cards import clean_metrics
 
     assert clean_metrics({"eval_accuracy": 0.9, "test_f1": 0.8, "eval_loss": 0.3, "train_runtime": 5,
                           "epoch": 1, "eval_bad": float("nan"), "eval_flag": True, "eval_text": "x"}) == {
@@ -99,7 +99,7 @@ def test_clean_metrics():
 def test_card_without_results_still_loads(tmp_path):
     from huggingface_hub import ModelCard
 
-    from publishing.cards import write_model_card
+    from recipes.publishing.cards import write_model_card
 
     path = write_model_card(tmp_path, model_name="forge-base", task="pretraining", metrics={}, language=None)
     card = ModelCard.load(path)
@@ -109,8 +109,8 @@ def test_card_without_results_still_loads(tmp_path):
 
 def test_usage_snippets_run_as_written_without_forge(folders, tmp_path):
     """Every task's default snippet, copied from the card, runs in a fresh process where Forge is absent."""
-    from publishing.cards import write_model_card
-    from publishing.export import copy_code_files
+    from recipes.publishing.cards import write_model_card
+    from recipes.publishing.export import copy_code_files
 
     cards = {task: (folders[task] / "README.md") for task in TASKS}
     # the two seq2seq cards without a task folder of their own: pretraining and text2text-generation
@@ -145,7 +145,7 @@ def test_fine_tuned_card_names_its_base_model(tmp_path):
     """A card fine-tuned from a local folder names that folder's card title and path; a Hub id is named as such."""
     from huggingface_hub import ModelCard
 
-    from publishing.cards import write_model_card
+    from recipes.publishing.cards import write_model_card
 
     base = tmp_path / "main_job" / "pretrained"
     write_model_card(base, model_name="forge-small-pretrained", task="pretraining", metrics={"eval_loss": 4.3})

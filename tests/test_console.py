@@ -42,7 +42,7 @@ def test_saved_generation_config_limits_new_tokens_not_length(tmp_path):
     """A pipeline call with max_new_tokens must not meet a saved max_length ("Both ... seem to have been set")."""
     from tokenization import ForgeTokenizerFast
 
-    from publishing.export import save_hub_folder
+    from recipes.publishing.export import save_hub_folder
 
     tokenizer = ForgeTokenizerFast().train_new_from_iterator(["a small corpus for a tiny tokenizer"] * 4, vocab_size=400)
     model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained("forge-tiny", vocab_size=len(tokenizer)))

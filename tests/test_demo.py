@@ -164,7 +164,7 @@ def test_save_hub_folder_adds_a_space(folders, tmp_path):
     """space="user/repo": app.py (the same page, no Forge import) + requirements + Space README."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from publishing.export import save_hub_folder
+    from recipes.publishing.export import save_hub_folder
 
     source = folders["text-classification"]
     model = AutoModelForSequenceClassification.from_pretrained(source, trust_remote_code=True)

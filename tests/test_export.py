@@ -35,7 +35,7 @@ def _tiny(head: str, tokenizer, **kwargs):
 
 
 def test_folder_has_everything_remote_code_needs(folders):
-    from publishing.export import CODE_FILES, CUSTOM_PIPELINES, MODEL_AUTO_MAP, PICKLE_SUFFIXES, TOKENIZER_AUTO_MAP
+    from recipes.publishing.export import CODE_FILES, CUSTOM_PIPELINES, MODEL_AUTO_MAP, PICKLE_SUFFIXES, TOKENIZER_AUTO_MAP
 
     folder = folders["summarization"]
     names = {p.name for p in folder.iterdir()}
@@ -61,7 +61,7 @@ def test_round_trip_and_every_head_from_one_folder(folders, tokenizer, tmp_path)
     from transformers import (AutoModelForQuestionAnswering, AutoModelForSeq2SeqLM,
                               AutoModelForSequenceClassification, AutoModelForTokenClassification)
 
-    from publishing.export import save_hub_folder
+    from recipes.publishing.export import save_hub_folder
 
     model = _tiny("ForgeForConditionalGeneration", tokenizer)
     out = save_hub_folder(model, tokenizer, tmp_path / "m", task="text2text-generation")
@@ -79,7 +79,7 @@ def test_round_trip_and_every_head_from_one_folder(folders, tokenizer, tmp_path)
 
 
 def test_refuses_to_overwrite_and_keeps_checkpoints(tokenizer, tmp_path):
-    from publishing.export import OutputDirExistsError, check_output_dir, save_hub_folder
+    from recipes.publishing.export import OutputDirExistsError, check_output_dir, save_hub_folder
 
     out = tmp_path / "run"
     (out / "checkpoint-2").mkdir(parents=True)
@@ -108,7 +108,7 @@ def test_refuses_to_overwrite_and_keeps_checkpoints(tokenizer, tmp_path):
 
 
 def test_crash_mid_save_never_leaves_a_half_model(tokenizer, tmp_path, monkeypatch):
-    import publishing.export as export
+    import recipes.publishing.export as export
 
     out = tmp_path / "run"
     model = _tiny("ForgeForQuestionAnswering", tokenizer)
@@ -144,7 +144,7 @@ def test_crash_mid_save_never_leaves_a_half_model(tokenizer, tmp_path, monkeypat
 
 
 def test_task_must_match_the_head(tokenizer, tmp_path):
-    from publishing.export import save_hub_folder
+    from recipes.publishing.export import save_hub_folder
 
     qa = _tiny("ForgeForQuestionAnswering", tokenizer)
     with pytest.raises(ValueError, match="AutoModelForSeq2SeqLM"):
@@ -155,7 +155,7 @@ def test_task_must_match_the_head(tokenizer, tmp_path):
 
 
 def test_copy_code_files_makes_a_checkpoint_complete(tokenizer, tmp_path):
-    from publishing.export import CODE_FILES, CUSTOM_PIPELINES, MODEL_AUTO_MAP, copy_code_files
+    from recipes.publishing.export import CODE_FILES, CUSTOM_PIPELINES, MODEL_AUTO_MAP, copy_code_files
 
     checkpoint = tmp_path / "checkpoint-10"
     model = _tiny("ForgeForQuestionAnswering", tokenizer)

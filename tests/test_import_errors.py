@@ -37,11 +37,11 @@ CASES = {
     # `import modeling` used to skip the pipelines silently when pipeline_forge failed to import.
     "pipelines": ("modeling.pipeline_forge", "import modeling"),
     # The recipes used to train, then skip the model card with a warning when the card writer failed to import.
-    "card writer": ("publishing.cards", "import recipes.core.trainer_utils"),
+    "card writer": ("recipes.publishing.cards", "import recipes.core.trainer_utils"),
     # The tokenizer's AutoTokenizer registration used to be skipped when `modeling` failed to import.
     "tokenizer registration": ("modeling.configuration_forge", "import tokenization"),
     # The Hub-folder export used to skip the package's code files when it failed to import.
-    "export": ("modeling.modeling_forge", "from publishing.export import _code_dirs; _code_dirs(None, 'modeling')"),
+    "export": ("modeling.modeling_forge", "from recipes.publishing.export import _code_dirs; _code_dirs(None, 'modeling')"),
 }
 
 

@@ -18,7 +18,7 @@ import modeling  # noqa: F401
 from modeling import ForgeConfig, ForgeForConditionalGeneration
 from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
 from recipes import sentiment
-from publishing.export import save_hub_folder
+from recipes.publishing.export import save_hub_folder
 from recipes.core.lora import target_modules_pattern
 
 REPO = Path(__file__).resolve().parents[1]

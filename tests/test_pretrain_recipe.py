@@ -25,7 +25,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, TrainerCallback
 import tokenization
 from modeling import ForgeConfig, ForgeForConditionalGeneration
 from recipes import pretrain
-from publishing.export import OutputDirExistsError
+from recipes.publishing.export import OutputDirExistsError
 from recipes.core.trainer_utils import last_complete_checkpoint
 from recipes.core.pretraining import init_embeddings_from_word_vectors, load_word_vectors, pack_dataset
 

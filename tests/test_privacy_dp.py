@@ -1,4 +1,4 @@
-"""Differentially private fine-tuning (privacy.dp): DP-SGD with Opacus through the real Trainer, on forge-tiny and
+"""Differentially private fine-tuning (recipes.privacy.dp): DP-SGD with Opacus through the real Trainer, on forge-tiny and
 the embedded sentiment sample. What a user relies on: the run trains and reports a spent epsilon within the target,
 each example's gradient is clipped before noise, and settings that would void the guarantee are refused."""
 
@@ -10,7 +10,7 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 import modeling  # noqa: F401
 from modeling import ForgeConfig, ForgeForSequenceClassification
-from privacy.dp import ACCOUNTANT_FILE, DPConfigError, DPTrainer, trainer_class, unsupported_modules
+from recipes.privacy.dp import ACCOUNTANT_FILE, DPConfigError, DPTrainer, trainer_class, unsupported_modules
 from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
 from recipes import qa, sentiment, srl
 from recipes.core.args import ForgeTrainingArguments

@@ -1,4 +1,4 @@
-"""Scrubbing personal data (privacy.pii, --scrub_pii): planted e-mail addresses, phone numbers, URLs, card and ID
+"""Scrubbing personal data (recipes.privacy.pii, --scrub_pii): planted e-mail addresses, phone numbers, URLs, card and ID
 numbers must not survive into the tokenizer vocabulary, the packed pretraining blocks or the model card, the report
 counts them without their values, and text without personal data (Chinese included) passes through unchanged."""
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from privacy.pii import PiiScrubber
+from recipes.privacy.pii import PiiScrubber
 from recipe_helpers import SAMPLE_DIR, write_jsonl
 from recipes import pretrain
 from tokenization import train as tokenizer_train
@@ -121,7 +121,7 @@ def test_streaming_with_scrub_pii_is_refused(tmp_path):
 
 
 def test_cli_scrubs_a_file_and_never_overwrites(tmp_path):
-    from privacy import pii
+    from recipes.privacy import pii
 
     source = write_jsonl(tmp_path / "in.jsonl", [{"text": f"mail {PLANTED['EMAIL']}", "id": 1}, {"text": "你好，世界。", "id": 2}])
     target = tmp_path / "out.jsonl"

@@ -25,7 +25,6 @@ def test_readme_tour_runs(tmp_path):
     # The tour uses paths relative to the repository root; run it in a scratch folder that links them,
     # so its outputs/ land in tmp_path.
     (tmp_path / "recipes").symlink_to(REPO / "recipes")
-    (tmp_path / "publishing").symlink_to(REPO / "publishing")
     (tmp_path / "hub_upload.py").symlink_to(REPO / "hub_upload.py")
     script = tmp_path / "tour.py"
     script.write_text("\n".join(tour_blocks()), encoding="utf-8")

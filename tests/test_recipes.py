@@ -19,7 +19,7 @@ import modeling  # noqa: F401
 import tokenization  # noqa: F401
 from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
 from recipes import qa, sentiment, srl, summarization, translation
-from publishing.export import OutputDirExistsError
+from recipes.publishing.export import OutputDirExistsError
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 

@@ -21,7 +21,7 @@ from recipes.core.args import (
     parse_args,
 )
 from recipes.core.data import DataValidationError, load_raw_datasets
-from publishing.export import save_hub_folder
+from recipes.publishing.export import save_hub_folder
 from recipes.core.tasks import (
     apply_overlong_policy,
     augment_split,

@@ -6,7 +6,7 @@ from transformers.pipelines import SUPPORTED_TASKS
 
 import modeling
 from modeling.pipeline_forge import FORGE_PIPELINES, IN_PROCESS_TASKS
-from publishing import cards, export
+from recipes.publishing import cards, export
 from recipes import main_job
 from recipes.core import tasks
 from recipes.core.registry import get_task, main_job_tasks, task_specs
@@ -52,6 +52,6 @@ def test_tables_elsewhere_are_read_from_the_registry_and_modeling():
     assert cards.task_title("pretraining") == cards.task_title(None) == "Pretraining (span corruption, text-to-text)"
     assert 'model_id = "me/x"' in cards.default_usage_snippet("qa", "me/x")
     # the upload pre-flight's sample inputs
-    from publishing.upload import sample_inputs
+    from recipes.publishing.upload import sample_inputs
 
     assert set(sample_inputs()) >= {spec.pipeline_task for spec in task_specs().values()}

@@ -199,7 +199,7 @@ def test_unusable_output_folder_is_refused_before_training(tmp_path, tokenizer_d
 
 
 def test_full_disk_at_the_final_save_keeps_the_model_and_says_where(tmp_path, tokenizer_dir, monkeypatch):
-    from publishing import export
+    from recipes.publishing import export
 
     out = tmp_path / "run"
     real_save = export.save_hub_folder

@@ -29,7 +29,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from modeling import ForgeConfig, ForgeForSequenceClassification, ForgeForTokenClassification
 from recipe_helpers import REPO_ROOT, SAMPLE_DIR, train_small_tokenizer
-from publishing.export import CODE_FILES, save_hub_folder
+from recipes.publishing.export import CODE_FILES, save_hub_folder
 from recipes.core.safety import redact_argv, redact_mapping
 from recipes.core.srl_utils import build_srl_label_list
 
@@ -196,7 +196,7 @@ def test_folder_with_only_pytorch_model_bin_is_refused(sentiment_folder, tmp_pat
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("umask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
 def test_saved_folder_honours_the_umask(tokenizer, tmp_path, umask, file_mode, dir_mode):
-    from publishing.cards import write_model_card
+    from recipes.publishing.cards import write_model_card
 
     config = _tiny_config(tokenizer, num_labels=2)
     old = os.umask(umask)

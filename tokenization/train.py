@@ -234,7 +234,7 @@ class TrainTokenizerArguments:
     scrub_pii: bool = field(
         default=False,
         metadata={"help": "Replace e-mail addresses, phone numbers, URLs, card and ID numbers in the corpus with "
-                  "placeholders such as <EMAIL> before training (privacy.pii; pip install 'forge-transformer[privacy]'). "
+                  "placeholders such as <EMAIL> before training (recipes.privacy.pii; pip install 'forge-transformer[privacy]'). "
                   "Counts by type go to <output_dir>/pii_report.json."},
     )
 
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> ForgeTokenizerFast:
     texts = corpus_from_args(args)
     pii_report = None
     if args.scrub_pii:
-        from privacy.pii import PiiReport, PiiScrubber  # not a model-folder file: an absolute import is fine here
+        from recipes.privacy.pii import PiiReport, PiiScrubber  # not a model-folder file: an absolute import is fine here
 
         pii_report = PiiReport()
         texts = PiiScrubber().scrub_texts(texts, pii_report)

@@ -27,7 +27,7 @@ from typing import Any, Optional
 
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 
-from privacy.dp import DPArguments
+from recipes.privacy.dp import DPArguments
 
 from .distributed import prepare_launch
 
@@ -563,7 +563,7 @@ class ForgeRunArguments:
 
 @dataclass
 class ForgeTrainingArguments(ForgeRunArguments, DPArguments, TrainingArguments):
-    """transformers' TrainingArguments plus :class:`ForgeRunArguments` and the DP-SGD flags (``privacy.dp``)."""
+    """transformers' TrainingArguments plus :class:`ForgeRunArguments` and the DP-SGD flags (``recipes.privacy.dp``)."""
 
 
 @dataclass

@@ -124,7 +124,7 @@ class CopyCodeFilesCallback(TrainerCallback):
         if not checkpoint.is_dir():
             return
         try:
-            from publishing.export import copy_code_files
+            from recipes.publishing.export import copy_code_files
             from recipes.core.architectures import copy_tokenizer_code, is_forge_model
 
             model = kwargs.get("model")

@@ -93,7 +93,7 @@ def group_help(parser: argparse.ArgumentParser, dataclass_types: Sequence[type])
 
 def run_cli(main: Callable[..., Any], argv: Optional[list[str]] = None) -> Any:
     """Run a recipe's ``main`` from the command line; a refusal the user fixes with a flag is one line."""
-    from publishing.export import OutputDirExistsError
+    from recipes.publishing.export import OutputDirExistsError
 
     try:
         return main(argv)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import transformers
 
-from privacy.dp import trainer_class as private_trainer_class
+from recipes.privacy.dp import trainer_class as private_trainer_class
 
 from .args import ForgeTrainingArguments, ModelArguments, parse_args
 from .callbacks import build_callbacks
@@ -148,7 +148,7 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
         recipe.features[split] = recipe.after_encode(split, mapped)
     inputs = {split: recipe.model_inputs(split) for split in recipe.features}
 
-    trainer_class = private_trainer_class(  # the recipe's Trainer, made private with --dp_epsilon (privacy.dp)
+    trainer_class = private_trainer_class(  # the recipe's Trainer, made private with --dp_epsilon (recipes.privacy.dp)
         training_args, spec.pipeline_task, num_examples=len(raw["train"]) if "train" in raw else None,
         num_rows=len(inputs["train"]) if "train" in inputs else None, base=recipe.trainer_class,
     )

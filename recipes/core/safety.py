@@ -51,7 +51,7 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
     """``argv`` with the value of every secret-named flag replaced by ``***``.
 
     Both ``--flag value`` and ``--flag=value`` are handled; the value's shape does not matter. The
-    value-pattern redaction of :func:`publishing.cards.redact_secrets` stays as a second layer.
+    value-pattern redaction of :func:`recipes.publishing.cards.redact_secrets` stays as a second layer.
     """
     out: list[str] = []
     blank_next = False

@@ -24,7 +24,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
-from publishing.cards import write_model_card
+from recipes.publishing.cards import write_model_card
 from .distributed import gathered_model
 from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
@@ -85,7 +85,7 @@ def start_run(
     """Logging, seed and output-folder checks; returns the checkpoint to resume from (or None).
 
     - A folder that already holds a finished model is refused unless ``--overwrite_output_dir``
-      (``publishing.export.OutputDirExistsError``), before any work is done.
+      (``recipes.publishing.export.OutputDirExistsError``), before any work is done.
     - The run guards of :mod:`recipes.core.guards`: a training plan that trains nothing, unreadable input
       files, an unwritable output folder, and a second run on the same folder are refused.
     - ``--resume_from_checkpoint PATH`` resumes from PATH; ``--resume_from_checkpoint last`` (or a
@@ -94,7 +94,7 @@ def start_run(
 
     ``trains`` says whether this run trains (default: ``--do_train``; pretraining always does).
     """
-    from publishing.export import check_output_dir
+    from recipes.publishing.export import check_output_dir
 
     from . import guards
     from .console import quiet_start
@@ -369,7 +369,7 @@ def finish_run(
     final_model = gathered_model(trainer, trainer.model) if training_args.do_train else None
     if not trainer.is_world_process_zero():
         return
-    from publishing.export import save_hub_folder
+    from recipes.publishing.export import save_hub_folder
 
     from .guards import release_run_lock, save_or_rescue
     from .lora import is_lora_model, save_adapter_and_merge
@@ -391,7 +391,7 @@ def finish_run(
     if not training_args.do_train:
         release_run_lock(output_dir)
         return
-    from privacy.dp import card_section
+    from recipes.privacy.dp import card_section
 
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step

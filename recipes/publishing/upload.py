@@ -216,7 +216,7 @@ def check_config(folder: Path, problems: list[str]) -> None:
         problems.append(f"config.json has model_type {config.get('model_type')!r}; a Forge folder says 'forge'")
     auto_map = config.get("auto_map")
     if not isinstance(auto_map, dict):
-        problems.append("config.json has no auto_map: save the model with publishing.export.save_hub_folder")
+        problems.append("config.json has no auto_map: save the model with recipes.publishing.export.save_hub_folder")
         auto_map = {}
     for auto_class, expected in MODEL_AUTO_MAP.items():
         actual = auto_map.get(auto_class)
@@ -246,7 +246,7 @@ def check_code_files(folder: Path, problems: list[str]) -> None:
     """The .py files remote code needs."""
     for name in CODE_FILES:
         if not (folder / name).is_file():
-            problems.append(f"code file {name} is missing (copy it with publishing.export.copy_code_files)")
+            problems.append(f"code file {name} is missing (copy it with recipes.publishing.export.copy_code_files)")
 
 
 def check_weights(folder: Path, files: list[str], problems: list[str]) -> None:
@@ -302,7 +302,7 @@ def check_card(folder: Path, problems: list[str]) -> None:
     """README.md: a model card with metadata that huggingface_hub reads."""
     path = folder / CARD_NAME
     if not path.is_file():
-        problems.append(f"model card {CARD_NAME} is missing (write it with publishing.cards.write_model_card)")
+        problems.append(f"model card {CARD_NAME} is missing (write it with recipes.publishing.cards.write_model_card)")
         return
     from huggingface_hub import ModelCard
 

@@ -21,7 +21,7 @@ Three additions to Presidio, each for a measured miss on that sample:
 
 Command line (scrub a file before anything else reads it)::
 
-    python -m privacy.pii --input corpus.jsonl --output corpus.scrubbed.jsonl [--text_column text]
+    python -m recipes.privacy.pii --input corpus.jsonl --output corpus.scrubbed.jsonl [--text_column text]
 """
 
 from __future__ import annotations
@@ -291,14 +291,14 @@ def scrub_splits(raw: Any, text_column: str, num_proc: Optional[int] = None) -> 
     """Scrub every split of a ``DatasetDict``; returns it and a report per split.
 
     Streamed splits are refused: their report could only be known after training had read them. Scrub the files
-    first with ``python -m privacy.pii`` instead.
+    first with ``python -m recipes.privacy.pii`` instead.
     """
     import datasets
 
     if isinstance(raw, datasets.IterableDatasetDict) or any(isinstance(d, datasets.IterableDataset) for d in raw.values()):
         raise ValueError(
             "--scrub_pii with --streaming is not supported: the report of what was replaced must be complete before "
-            "training. Scrub the corpus files first (python -m privacy.pii --input IN.jsonl --output OUT.jsonl) and "
+            "training. Scrub the corpus files first (python -m recipes.privacy.pii --input IN.jsonl --output OUT.jsonl) and "
             "train on the scrubbed files, or drop --streaming."
         )
     reports = {}
@@ -345,7 +345,7 @@ def _read_texts(path: Path, text_column: str) -> Iterator[dict[str, Any] | str]:
 
 def main(argv: Optional[list[str]] = None) -> PiiReport:
     """Scrub a .jsonl (one object per line, ``--text_column``) or .txt file into a new file, plus its report."""
-    parser = argparse.ArgumentParser(prog="python -m privacy.pii", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m recipes.privacy.pii", description=main.__doc__)
     parser.add_argument("--input", required=True, help="A .jsonl or .txt file.")
     parser.add_argument("--output", required=True, help="The scrubbed file (must not exist); the report is written "
                         f"next to it as <output>.{REPORT_NAME}.")

@@ -1,5 +1,0 @@
-"""Privacy tools for Forge training: differentially private fine-tuning (:mod:`privacy.dp`, Opacus DP-SGD) and
-scrubbing personal data from pretraining corpora (:mod:`privacy.pii`).
-
-Both import their third-party libraries lazily, so ``import privacy`` costs nothing when they are unused.
-"""
