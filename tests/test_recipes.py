@@ -62,6 +62,23 @@ def _check_outputs(out, auto_class, metric):
     return model, results, [json.loads(line) for line in (out / "eval_predictions.jsonl").read_text().splitlines()]
 
 
+def _eval_only(module, trained, tmp_path, task, metric, extra=(), n_eval=4):
+    """Issue 15: evaluation and prediction of a fine-tuned folder with no train split (no --do_train)."""
+    out = tmp_path / f"{task}-eval-only"
+    validation = str(SAMPLE_DIR / task / "validation.jsonl")
+    metrics = module.main([
+        "--model_name_or_path", str(trained), "--validation_file", validation, "--test_file", validation,
+        "--max_eval_samples", str(n_eval), "--max_predict_samples", str(n_eval), "--do_eval", "--do_predict",
+        "--per_device_eval_batch_size", "8", "--report_to", "none", "--disable_tqdm", "true",
+        "--dataloader_pin_memory", "false", "--output_dir", str(out), *extra,
+    ])
+    assert f"eval_{metric}" in metrics and f"predict_{metric}" in metrics
+    for name in ("eval_predictions.jsonl", "predict_predictions.jsonl"):
+        assert len((out / name).read_text().splitlines()) == n_eval
+    assert not (out / "model.safetensors").exists()  # nothing trained, nothing exported
+    return out
+
+
 def test_sentiment_end_to_end_with_early_stopping_and_augmentation(tmp_path, tokenizer_dir):
     out = tmp_path / "sentiment"
     metrics = sentiment.main(
@@ -92,6 +109,8 @@ def test_translation_end_to_end(tmp_path, tokenizer_dir):
     assert {"source", "prediction", "reference"} <= set(rows[0])
     assert model.generation_config.num_beams == 2
     assert json.loads((out / "config.json").read_text())["custom_pipelines"].keys() == {"translation"}
+    _eval_only(translation, out, tmp_path, "translation", "bleu",
+               ["--source_lang", "de", "--target_lang", "en", "--val_max_target_length", "8"])
 
 
 def test_summarization_end_to_end(tmp_path, tokenizer_dir):
@@ -105,6 +124,7 @@ def test_summarization_end_to_end(tmp_path, tokenizer_dir):
     _, results, rows = _check_outputs(out, AutoModelForSeq2SeqLM, "rougeL")
     assert {"eval_rouge1", "eval_rouge2", "eval_rougeLsum", "eval_gen_len"} <= set(results)
     assert rows[0]["id"].startswith(("train", "dev", "val", "sum")) or rows[0]["id"]
+    _eval_only(summarization, out, tmp_path, "summarization", "rougeL", ["--val_max_target_length", "8"])
 
 
 def test_qa_end_to_end(tmp_path, tokenizer_dir):
@@ -118,6 +138,7 @@ def test_qa_end_to_end(tmp_path, tokenizer_dir):
     _, results, rows = _check_outputs(out, AutoModelForQuestionAnswering, "f1")
     assert "eval_exact_match" in results
     assert {"id", "prediction", "answers", "nbest"} <= set(rows[0])
+    _eval_only(qa, out, tmp_path, "qa", "f1", ["--max_seq_length", "96", "--doc_stride", "24"])
 
 
 def test_srl_end_to_end(tmp_path, tokenizer_dir):
@@ -134,6 +155,7 @@ def test_srl_end_to_end(tmp_path, tokenizer_dir):
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert "<pred>" in tokenizer.get_vocab()
     assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
+    _eval_only(srl, out, tmp_path, "srl", "f1", ["--max_seq_length", "128"])
 
 
 def test_refuses_to_overwrite_a_finished_model_and_reads_yaml(tmp_path, tokenizer_dir):
@@ -149,3 +171,18 @@ def test_refuses_to_overwrite_a_finished_model_and_reads_yaml(tmp_path, tokenize
     with pytest.raises(OutputDirExistsError, match="overwrite"):
         sentiment.main([str(config)])
     assert (out / "model.safetensors").read_bytes() == b"x"  # untouched
+
+
+def test_sentiment_class_names_survive_an_eval_only_run(tmp_path, tokenizer_dir):
+    """A folder fine-tuned with --class_names (names over 0/1 labels) evaluates 0/1-labelled data on its own:
+    the config keeps the data's label values next to the names."""
+    out = tmp_path / "sentiment-named"
+    sentiment.main(COMMON + _files("sentiment") + [
+        "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--class_names", "negative,positive",
+    ])
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["label_values"] == [0, 1]
+    evaluated = _eval_only(sentiment, out, tmp_path, "sentiment", "accuracy")
+    rows = [json.loads(line) for line in (evaluated / "predict_predictions.jsonl").read_text().splitlines()]
+    assert {row["label"] for row in rows} <= {"negative", "positive"}
+    assert {row["prediction"] for row in rows} <= {"negative", "positive"}

@@ -321,7 +321,9 @@ def test_prediction_only_run_needs_no_valid_labels(tmp_path, tokenizer_dir, capl
         metrics = sentiment.main(["--model_name_or_path", str(model), "--test_file", str(test_file), "--do_predict",
                                   "--output_dir", str(out), "--report_to", "none"])
     assert metrics == {}  # nothing scored
-    assert "test.jsonl line 1" in caplog.text and "--label_column" in caplog.text
+    # label 1 is one of the model's own label values (the one behind "positive"); 7 and the missing one are not
+    assert "test.jsonl line 2" in caplog.text and "--label_column" in caplog.text
+    assert "test.jsonl line 1" not in caplog.text
     predictions = [json.loads(line) for line in (out / "predict_predictions.jsonl").read_text().splitlines()]
     assert [p["text"] for p in predictions] == [r["text"] for r in rows]
     assert {p["prediction"] for p in predictions} <= {"negative", "positive"}
