@@ -34,7 +34,10 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-__all__ = ["CACHE_PATH", "cached_parser", "cached_modules", "exit_with_help_if_asked", "full_parser", "write_cache"]
+__all__ = [
+    "CACHE_PATH", "build_cache", "cached_modules", "cached_parser", "exit_with_help_if_asked", "full_parser",
+    "record_parser", "write_cache",
+]
 
 CACHE_PATH = Path(__file__).with_name("help_cache.json")
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding the recipes package (the repository root)
