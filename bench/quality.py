@@ -48,6 +48,10 @@ TASKS: dict[str, tuple[str, str, float, list[str]]] = {
     "srl": ("recipes.srl", "eval_f1", 55.0, ["--max_seq_length", "128"]),
 }
 ARCH_NAMES = {"forge": "Forge", "bart": "BART"}
+# tasks trained from scratch on a tokenizer fitted to their own train split: (text columns, vocabulary size).
+# Translation: one joint German+English vocabulary (the pretraining tokenizer, fitted to English Wikipedia,
+# splits German into many short pieces); bench/results/sweep_translation.jsonl holds the comparison.
+TASK_TOKENIZERS: dict[str, tuple[list[str], int]] = {"translation": (["de", "en"], 8000)}
 
 
 def git_commit() -> str:
@@ -161,6 +165,18 @@ class Harness:
         self.execute("tokenizer/pretrain/any/seed0", command, folder, {"stage": "tokenizer"})
         return folder
 
+    def task_tokenizer(self, task: str) -> Optional[Path]:
+        """A tokenizer trained on ``task``'s own train split (scratch runs of TASK_TOKENIZERS' tasks)."""
+        if task not in TASK_TOKENIZERS or not self.args.task_tokenizers:
+            return None
+        columns, vocab_size = TASK_TOKENIZERS[task]
+        folder = self.runs / f"tokenizer-{task}"
+        command = [sys.executable, "-m", "tokenization.train", "--train_file", f"{self.args.data_dir}/{task}/train.jsonl",
+                   "--text_columns", *columns, "--vocab_size", str(min(vocab_size, self.args.vocab_size)),
+                   "--output_dir", str(folder), "--no_progress", "true", "--overwrite_output_dir", "true"]
+        self.execute(f"tokenizer/{task}/any/seed0", command, folder, {"stage": "tokenizer", "task": task})
+        return folder
+
     def pretrain(self, architecture: str, tokenizer: Path) -> Path:
         a = self.args
         folder = self.runs / f"pretrained-{architecture}"
@@ -181,6 +197,8 @@ class Harness:
         module, metric, _, flags = TASKS[task]
         init = "pretrained" if base is not None else "scratch"
         folder = self.runs / f"{task}-{architecture}-{init}-seed{seed}"
+        if base is None:
+            tokenizer = self.task_tokenizer(task) or tokenizer
         start = ["--model_name_or_path", str(base)] if base is not None else ["--config_name", a.preset, "--tokenizer_name", str(tokenizer)]
         command = [sys.executable, "-m", module, "--architecture", architecture, *start,
                    "--train_file", f"{a.data_dir}/{task}/train.jsonl", "--validation_file", f"{a.data_dir}/{task}/validation.jsonl",
@@ -189,6 +207,8 @@ class Harness:
                    "--per_device_train_batch_size", str(a.batch_size), "--per_device_eval_batch_size", str(a.batch_size * 2),
                    "--eval_strategy", "no", "--eval_every_minutes", str(a.eval_every_minutes),
                    "--eval_subset_size", str(a.eval_subset_size), "--output_dir", str(folder),
+                   # batches of similar length, padded to a multiple of 8: less padding per CPU-minute
+                   "--train_sampling_strategy", "group_by_length", "--pad_to_multiple_of", "8",
                    *self.common(seed), *flags, *a.extra_finetune]
         self.execute(run_key(f"finetune-{init}", task, architecture, seed), command, folder,
                      {"stage": "finetune", "task": task, "architecture": architecture, "seed": seed, "init": init,
@@ -313,6 +333,9 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--vocab_size", type=int, default=16384)
     parser.add_argument("--tokenizer_samples", type=int, default=None)
     parser.add_argument("--from_scratch", action="store_true", help="skip pretraining")
+    parser.add_argument("--task_tokenizers", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
+                        help="scratch runs of " + ", ".join(TASK_TOKENIZERS) + " use a tokenizer trained on the "
+                        "task's train split (default true)")
     parser.add_argument("--pretrain_minutes", type=float, default=60.0)
     parser.add_argument("--finetune_minutes", type=float, default=30.0)
     parser.add_argument("--eval_every_minutes", type=float, default=3.0)

@@ -52,6 +52,11 @@ SPEC = TaskSpec(
         'print(translator(["The weather is nice today.", "Where is the station?"], max_new_tokens=40))'
     ),
     sample_input="The weather is nice today.",
+    # what the CPU measurements used (bench/results/sweep_translation.jsonl, quality_cpu.jsonl): a from-scratch
+    # transformer learns at 1e-3, not at transformers' 5e-5; batches of similar length waste less on padding
+    training_defaults=(("learning_rate", 1e-3), ("warmup_steps", 200), ("weight_decay", 0.01),
+                       ("label_smoothing_factor", 0.1), ("per_device_train_batch_size", 64),
+                       ("train_sampling_strategy", "group_by_length")),
     main_job_order=2,
     main_job_flags=("--source_lang", "de", "--target_lang", "en", "--predict_with_generate",
                     "--max_source_length", "64", "--max_target_length", "64"),

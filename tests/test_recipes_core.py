@@ -55,6 +55,40 @@ def test_parse_args_from_flags_json_and_yaml(tmp_path):
         QADataArguments(max_seq_length=64, doc_stride=60)
 
 
+def test_recipe_training_defaults_apply_unless_given(tmp_path):
+    """A task recipe's measured defaults (TaskSpec.training_defaults) replace transformers' own; a flag or a
+    config-file key still wins, and --help names the recipe default."""
+    import contextlib
+    import io
+
+    from recipes.core.args import build_parser, with_defaults
+    from recipes.core.driver import task_argument_types
+    from recipes.core.registry import get_task
+
+    spec = get_task("translation")
+    assert spec.training_defaults, "translation has measured defaults (bench/results/sweep_translation.jsonl)"
+    defaults = dict(spec.training_defaults)
+    types = task_argument_types(spec)
+    _, _, training_args = parse_args(*types, args=["--output_dir", str(tmp_path)])
+    for name, value in defaults.items():
+        assert getattr(training_args, name) == value, name
+    assert isinstance(training_args, ForgeSeq2SeqTrainingArguments)
+    _, _, training_args = parse_args(*types, args=["--output_dir", str(tmp_path), "--learning_rate", "3e-5"])
+    assert training_args.learning_rate == 3e-5
+    path = tmp_path / "run.yaml"
+    path.write_text(f"output_dir: {tmp_path}\nlearning_rate: 2e-4\n")
+    _, _, training_args = parse_args(*types, args=[str(path)])
+    assert training_args.learning_rate == 2e-4
+    assert training_args.weight_decay == defaults.get("weight_decay", 0.0)  # the file's silent keys: the defaults
+    help_text = io.StringIO()
+    with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+        build_parser(*types).parse_args(["--help"])
+    assert f"(this recipe's default: {defaults['learning_rate']})" in help_text.getvalue()
+    assert with_defaults(ForgeTrainingArguments, ()) is ForgeTrainingArguments
+    with pytest.raises(ValueError, match="not_a_field"):
+        with_defaults(ForgeTrainingArguments, (("not_a_field", 1),))
+
+
 def test_config_overrides_and_dropout_knobs():
     args = ModelArguments(dropout=0.2, config_overrides="d_model=48, norm_type=rmsnorm,tie_word_embeddings=false")
     assert args.config_kwargs() == {"dropout": 0.2, "d_model": 48, "norm_type": "rmsnorm", "tie_word_embeddings": False}

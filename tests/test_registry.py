@@ -55,3 +55,19 @@ def test_tables_elsewhere_are_read_from_the_registry_and_modeling():
     from recipes.publishing.upload import sample_inputs
 
     assert set(sample_inputs()) >= {spec.pipeline_task for spec in task_specs().values()}
+
+
+def test_registry_works_without_the_demo_extra():
+    """Finding the tasks imports only modules that define a SPEC: no gradio (the optional demo extra) needed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['gradio'] = None\n"  # `import gradio` now raises ImportError, as when not installed
+        "from recipes.core.registry import task_specs\n"
+        "specs = task_specs()\n"
+        "assert {'sentiment', 'translation', 'summarization', 'qa', 'srl'} <= set(specs), sorted(specs)\n"
+        "assert 'recipes.demo_app' not in sys.modules and 'recipes.main_job' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

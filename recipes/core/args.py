@@ -18,8 +18,11 @@ path whose keys are the flag names (without dashes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -576,6 +579,32 @@ class ForgeTrainingArguments(ForgeRunArguments, DPArguments, TrainingArguments):
 @dataclass
 class ForgeSeq2SeqTrainingArguments(ForgeRunArguments, Seq2SeqTrainingArguments):
     """transformers' Seq2SeqTrainingArguments plus :class:`ForgeRunArguments`."""
+
+
+@functools.cache
+def with_defaults(base: type, defaults: tuple[tuple[str, Any], ...]) -> type:
+    """``base`` (a TrainingArguments dataclass) with other default values: a task recipe's own defaults.
+
+    The task's :class:`~recipes.core.registry.TaskSpec` lists them (``training_defaults``): the settings that
+    reached the best quality per CPU-minute in bench/results/ (a from-scratch transformer wants a far higher
+    learning rate than transformers' 5e-5, meant for fine-tuning large pretrained models). A flag or a config
+    file key still wins; ``--help`` shows each recipe default. A dataclass subclass (as transformers'
+    Seq2SeqTrainingArguments is of TrainingArguments) keeps every field, check and JSON export of ``base``.
+    """
+    if not defaults:
+        return base
+    hints = typing.get_type_hints(base)  # resolved types: HfArgumentParser reads them from the new class
+    new_fields = []
+    for name, value in defaults:
+        if name not in base.__dataclass_fields__:
+            raise ValueError(f"training default {name!r} is not a field of {base.__name__}.")
+        old = base.__dataclass_fields__[name]
+        help_text = (old.metadata.get("help") or "").rstrip()
+        metadata = {**old.metadata, "help": f"{help_text} (this recipe's default: {value})".strip()}
+        new_fields.append((name, hints[name], field(default=value, metadata=metadata)))
+    cls = dataclasses.make_dataclass(base.__name__, new_fields, bases=(base,))
+    cls.__module__, cls.__qualname__, cls.__doc__ = base.__module__, base.__qualname__, base.__doc__
+    return cls
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import transformers
 
 from recipes.privacy.dp import trainer_class as private_trainer_class
 
-from .args import ForgeTrainingArguments, ModelArguments, parse_args
+from .args import ForgeTrainingArguments, ModelArguments, parse_args, with_defaults
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
 from .registry import TaskSpec
@@ -121,7 +121,8 @@ class TaskRecipe:
 
 def task_argument_types(spec: TaskSpec) -> tuple[type, type, type]:
     """The dataclasses a task recipe's command line is parsed into: model, the task's data, the Trainer's."""
-    return ModelArguments, spec.data_args_class, spec.recipe.training_args_class
+    training = with_defaults(spec.recipe.training_args_class, spec.training_defaults)
+    return ModelArguments, spec.data_args_class, training
 
 
 def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:

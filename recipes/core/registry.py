@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import pkgutil
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +81,8 @@ class TaskSpec:
     # data_columns
     column_specs: Optional[Callable[[Any, str, Sequence[str]], list]] = None
     check_rows: Optional[Callable[[Mapping[str, Any], str, Any], None]] = None  # cross-field row checks per split
+    # the recipe's own TrainingArguments defaults, (flag name, value) pairs measured in bench/results/ (README)
+    training_defaults: tuple[tuple[str, Any], ...] = ()
     # -- publishing --
     usage: str = ""  # the card's usage snippet; "{model_id}" is replaced by the repo id / folder
     sample_input: Any = None  # what the upload pre-flight passes the pipeline (a dict: keyword arguments)
@@ -129,6 +133,7 @@ _GENERIC_SPECS = (
 )
 
 _SPECS: Optional[dict[str, TaskSpec]] = None
+_SPEC_LINE = re.compile(r"^SPEC\s*[:=]", re.MULTILINE)  # a task module's `SPEC = TaskSpec(...)`
 _KEYS: dict[str, TaskSpec] = {}
 
 
@@ -139,6 +144,11 @@ def _discover() -> dict[str, TaskSpec]:
     found: list[TaskSpec] = []
     for info in pkgutil.iter_modules(recipes.__path__):
         if info.ispkg:
+            continue
+        # import only the modules that define a SPEC at top level: the other recipes' modules (the demo app
+        # needs gradio, an optional extra; the main job and pretraining import much more) stay unimported
+        origin = importlib.util.find_spec(f"recipes.{info.name}").origin
+        if origin is None or not _SPEC_LINE.search(Path(origin).read_text(encoding="utf-8")):
             continue
         module = importlib.import_module(f"recipes.{info.name}")
         spec = getattr(module, "SPEC", None)
