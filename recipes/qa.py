@@ -17,12 +17,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from recipes.core.args import QADataArguments
-from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows
-from recipes.core.driver import TaskRecipe, run_task
-from recipes.core.metrics import squad_score
-from recipes.core.qa_utils import check_answer_offsets, postprocess_qa_predictions, prepare_qa_features
-from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
+from .core.args import QADataArguments
+from .core.data import DataValidationError, check_not_empty, first_problem_rows
+from .core.driver import TaskRecipe, run_task
+from .core.metrics import squad_score
+from .core.qa_utils import check_answer_offsets, postprocess_qa_predictions, prepare_qa_features
+from .core.registry import DataColumn, TaskSpec, pipeline_usage
 
 TASK = "question-answering"
 POSTPROCESS_COLUMNS = ["example_id", "offset_mapping"]
@@ -153,6 +153,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

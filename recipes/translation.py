@@ -15,12 +15,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from recipes.core.args import TranslationDataArguments
-from recipes.core.data import ColumnSpec
-from recipes.core.driver import run_task
-from recipes.core.registry import TaskSpec, pipeline_usage
-from recipes.core.seq2seq import Seq2SeqRecipe
-from recipes.core.tasks import check_translation_dicts, translation_pairs
+from .core.args import TranslationDataArguments
+from .core.data import ColumnSpec
+from .core.driver import run_task
+from .core.registry import TaskSpec, pipeline_usage
+from .core.seq2seq import Seq2SeqRecipe
+from .core.tasks import check_translation_dicts, translation_pairs
 
 
 def translation_columns(data_args: Any, split: str, columns: Any) -> list[ColumnSpec]:
@@ -60,6 +60,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

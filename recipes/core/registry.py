@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
+from .layout import module_name
+
 __all__ = [
     "DataColumn",
     "TaskSpec",
@@ -134,13 +136,13 @@ _KEYS: dict[str, TaskSpec] = {}
 
 def _discover() -> dict[str, TaskSpec]:
     """Import every module of the ``recipes`` package and collect their ``SPEC``s (main-job order first)."""
-    import recipes
+    recipes = importlib.import_module(module_name("recipes"))  # forge.recipes when installed
 
     found: list[TaskSpec] = []
     for info in pkgutil.iter_modules(recipes.__path__):
         if info.ispkg:
             continue
-        module = importlib.import_module(f"recipes.{info.name}")
+        module = importlib.import_module(f"{recipes.__name__}.{info.name}")
         spec = getattr(module, "SPEC", None)
         if isinstance(spec, TaskSpec):
             found.append(dataclasses.replace(spec, module=module.__name__))
