@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .layout import module_name
+
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
@@ -182,7 +184,7 @@ def convert_to_safetensors_hint(folder: str | os.PathLike) -> str:
     return (
         "If the file is yours and you trust it, convert it once (use your head's class, e.g. "
         "ForgeForSequenceClassification):\n"
-        "    import torch; from modeling import ForgeConfig, ForgeForConditionalGeneration\n"
+        f"    import torch; from {module_name('modeling')} import ForgeConfig, ForgeForConditionalGeneration\n"
         f"    folder = {str(folder)!r}\n"
         "    model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained(folder))\n"
         "    model.load_state_dict(torch.load(folder + '/pytorch_model.bin', weights_only=True))\n"
