@@ -152,6 +152,51 @@ def test_time_budget_does_not_count_evaluation(tmp_path):
     assert budget.on_step_end(args, state, control).should_training_stop
 
 
+def test_time_budget_continues_after_resume(tmp_path):
+    """The training time spent before an interruption is saved with the checkpoint and counted after resume."""
+    from recipes.core.callbacks import TimeBudgetCallback
+    from transformers import TrainerControl, TrainerState
+
+    first = TimeBudgetCallback(minutes=1.0)
+    args, control = TrainingArguments(str(tmp_path), report_to="none"), TrainerControl()
+    first.on_train_begin(args, TrainerState(), control)
+    first.started -= 40  # 40 s trained, then the checkpoint is written and the process dies
+    saved = TrainerState(global_step=50, stateful_callbacks=[first])
+    saved.save_to_json(str(tmp_path / "trainer_state.json"))
+    resumed_state = TrainerState.load_from_json(str(tmp_path / "trainer_state.json"))
+    second = TimeBudgetCallback(minutes=1.0)
+    second.on_train_begin(args, resumed_state, control)
+    assert second.elapsed() == pytest.approx(40.0, abs=1.0)
+    assert not second.on_step_end(args, resumed_state, control).should_training_stop
+    second.started -= 25  # 40 + 25 s > the 60-s budget
+    assert second.on_step_end(args, resumed_state, control).should_training_stop
+
+
+@pytest.mark.parametrize("scheduler_type,anneal,expected", [
+    ("linear", True, 0.25), ("cosine", True, 0.5 * (1 + np.cos(np.pi * 0.75))), ("linear", False, 1.0),
+    ("constant_with_warmup", True, 1.0),
+])
+def test_learning_rate_anneals_over_the_time_budget(tmp_path, scheduler_type, anneal, expected):
+    """With --max_train_minutes the schedule decays over the budget's minutes, not over 1000 epochs."""
+    from recipes.core.args import ForgeTrainingArguments
+    from recipes.core.callbacks import TimeBudgetCallback, build_callbacks
+
+    args = ForgeTrainingArguments(str(tmp_path), report_to="none", learning_rate=1e-3, warmup_steps=10,
+                                  lr_scheduler_type=scheduler_type, max_train_minutes=1.0,
+                                  anneal_over_budget=anneal, num_train_epochs=1000)
+    model = ForgeForSequenceClassification(ForgeConfig.from_pretrained("forge-tiny", num_labels=2))
+    trainer = ForgeTrainer(model=model, args=args, callbacks=build_callbacks(args))
+    trainer.create_optimizer_and_scheduler(num_training_steps=10**7)
+    budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback))
+    factor = trainer.lr_scheduler.lr_lambdas[0]  # one per parameter group (decay / no decay), all the same
+    assert factor(5) == pytest.approx(0.5, rel=1e-3)  # warm-up is still step-based
+    budget.carried_seconds = 45.0  # three quarters of the budget used
+    assert factor(1000) == pytest.approx(expected, rel=1e-3)
+    budget.carried_seconds = 60.0
+    assert factor(2000) == pytest.approx(0.0 if anneal and scheduler_type != "constant_with_warmup" else 1.0,
+                                         abs=1e-3)
+
+
 def test_task_tokenizer_from_named_columns(tmp_path):
     """python -m tokenization.train --text_columns de en: one joint vocabulary for source and target."""
     rows = [json.loads(line) for line in (SAMPLE_DIR / "translation" / "train.jsonl").read_text().splitlines()]

@@ -549,6 +549,12 @@ class ForgeRunArguments:
     max_train_minutes: Optional[float] = field(
         default=None, metadata={"help": _RUN_HELP["max_train_minutes"]}
     )
+    anneal_over_budget: bool = field(
+        default=True,
+        metadata={"help": "With --max_train_minutes and a linear/cosine --lr_scheduler_type, decay the learning rate "
+                  "over the time budget (zero when it ends) instead of over --num_train_epochs/--max_steps, which a "
+                  "time-capped run rarely reaches."},
+    )
     eval_every_minutes: Optional[float] = field(
         default=None,
         metadata={"help": "Evaluate every N minutes of training time (evaluation time not counted) and append "

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Optional
 
 from transformers import EarlyStoppingCallback, TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import IntervalStrategy
 
 logger = logging.getLogger(__name__)
@@ -276,19 +277,42 @@ def configure_early_stopping(
     )
 
 
-class TimeBudgetCallback(TrainerCallback):
+class TimeBudgetCallback(TrainerCallback, ExportableState):
     """Stop training once ``minutes`` of wall-clock training time have passed (``--max_train_minutes``).
 
     The Trainer has step and epoch limits but no time limit; a measured run states its budget in minutes,
     so this ends training cleanly (evaluation, best-model loading and saving still happen).
+
+    The training time spent so far is saved with every checkpoint (``TrainerState.stateful_callbacks``), so a
+    run resumed after an interruption continues the same budget instead of starting a fresh one, and
+    :meth:`fraction` (the share of the budget used) drives the budget-annealed learning-rate schedule
+    (``recipes.core.trainers``).
     """
 
-    def __init__(self, minutes: float) -> None:
+    def __init__(self, minutes: float, elapsed_seconds: float = 0.0) -> None:
         self.seconds = 60.0 * minutes
         self.started: Optional[float] = None
         self.eval_seconds = 0.0  # evaluations during training do not use up the training budget
+        self.carried_seconds = float(elapsed_seconds)  # training time of the run before a resume
+
+    def state(self) -> dict:
+        return {"args": {"minutes": self.seconds / 60.0}, "attributes": {"elapsed_seconds": self.elapsed()}}
+
+    def elapsed(self) -> float:
+        """Seconds of training (evaluation excluded) spent on this budget, resumed runs included."""
+        if self.started is None:
+            return self.carried_seconds
+        return self.carried_seconds + max(0.0, time.monotonic() - self.started - self.eval_seconds)
+
+    def fraction(self) -> float:
+        """The share of the budget used so far, in [0, 1]."""
+        return min(1.0, self.elapsed() / self.seconds) if self.seconds > 0 else 1.0
 
     def on_train_begin(self, args, state, control, **kwargs):
+        # a resumed run: the checkpoint's TrainerState carries the training time already spent
+        saved = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
+        if state.global_step > 0 and isinstance(saved, dict):
+            self.carried_seconds = float(saved.get("attributes", {}).get("elapsed_seconds", 0.0))
         self.started = time.monotonic()
         self.eval_seconds = 0.0
 
@@ -298,7 +322,7 @@ class TimeBudgetCallback(TrainerCallback):
             self.eval_seconds += float(runtime)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.started is not None and time.monotonic() - self.started - self.eval_seconds >= self.seconds:
+        if self.started is not None and self.elapsed() >= self.seconds:
             logger.info("Training budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step)
             control.should_training_stop = True
         return control
