@@ -25,9 +25,9 @@ import json
 import os
 import re
 import shutil
+import site
 import stat
 import subprocess
-import site
 import sys
 import sysconfig
 import tempfile
