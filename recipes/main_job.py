@@ -18,6 +18,11 @@ passes each recipe and how it calls the pipeline come from the task's spec (``re
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
+    from .core.fast_help import exit_with_help_if_asked
+
+    exit_with_help_if_asked(__spec__)
+
 import argparse
 import json
 import logging
@@ -80,7 +85,8 @@ def task_spec(task: str) -> Any:
     return get_task(task)
 
 
-def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The main job's command line; ``--tasks`` lists the main-job tasks of the task registry."""
     from .core.registry import main_job_tasks
 
     tasks_all = main_job_tasks()
@@ -99,6 +105,14 @@ def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="Replace the finished models already in --output-dir (otherwise a rerun refuses before "
                              "any work; checkpoints and logs are kept).")
     parser.add_argument("--seed", type=int, default=42)
+    return parser
+
+
+def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
+    from .core.registry import main_job_tasks
+
+    tasks_all = main_job_tasks()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.quick:
         args.budget = args.budget or "quick"

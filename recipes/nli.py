@@ -14,6 +14,11 @@ scored by its entailment logit.
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
+    from .core.fast_help import exit_with_help_if_asked
+
+    exit_with_help_if_asked(__spec__)
+
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional

@@ -16,6 +16,11 @@ Why span corruption (not BART infilling) is explained in ``recipes/core/pretrain
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
+    from .core.fast_help import exit_with_help_if_asked
+
+    exit_with_help_if_asked(__spec__)
+
 import json
 import logging
 import math
@@ -169,6 +174,10 @@ class PretrainingArguments(ForgeTrainingArguments):
     )
 
 
+# What the command line is parsed into (recipes/core/fast_help.py records their --help from here too).
+ARGUMENT_TYPES = (PretrainModelArguments, PretrainDataArguments, PretrainingArguments)
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -300,9 +309,7 @@ def perplexity(loss: float) -> float:
 
 def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Run pretraining; returns the final metrics. ``callbacks`` are added to the Trainer's."""
-    model_args, data_args, training_args = parse_args(
-        PretrainModelArguments, PretrainDataArguments, PretrainingArguments, args=argv
-    )
+    model_args, data_args, training_args = parse_args(*ARGUMENT_TYPES, args=argv)
     # logging, seed, output-folder safety (a finished model is never overwritten without
     # --overwrite_output_dir), resume: "last", or a rerun of an interrupted command
     resume = start_run(training_args, model_args, data_args, trains=True)

@@ -13,6 +13,11 @@ post-processing (``--n_best_size``, ``--max_answer_length``) and, when some ques
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
+    from .core.fast_help import exit_with_help_if_asked
+
+    exit_with_help_if_asked(__spec__)
+
 from typing import Any, Optional
 
 import numpy as np

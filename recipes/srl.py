@@ -12,6 +12,11 @@ written back as one tag per word (``recipes/core/srl_utils.py``).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
+    from .core.fast_help import exit_with_help_if_asked
+
+    exit_with_help_if_asked(__spec__)
+
 from typing import Any, Optional
 
 from .core.args import ModelArguments, SRLDataArguments

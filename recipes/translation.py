@@ -12,6 +12,11 @@ column per language code (the Multi30k files in ../shared/data).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
+    from .core.fast_help import exit_with_help_if_asked
+
+    exit_with_help_if_asked(__spec__)
+
 from collections.abc import Mapping
 from typing import Any, Optional
 

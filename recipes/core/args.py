@@ -42,6 +42,7 @@ __all__ = [
     "SRLDataArguments",
     "ForgeTrainingArguments",
     "ForgeSeq2SeqTrainingArguments",
+    "build_parser",
     "parse_args",
 ]
 
@@ -596,19 +597,32 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
         raise ValueError("parse_args needs at least one dataclass type.")
     prepare_launch()  # before the TrainingArguments set up devices: CPU DDP under torchrun, no FSDP on CPU
     argv = list(sys.argv[1:] if args is None else args)
-    from .cli import cli_identity, group_help
+    from .cli import cli_identity
 
     prog, description = cli_identity()  # `python -m recipes.<name>` and its docstring (example command included)
-    parser = HfArgumentParser(dataclass_types, prog=prog, description=description,
-                              usage="%(prog)s [--flag VALUE ...]  or  %(prog)s CONFIG.yaml|CONFIG.json",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    group_help(parser, dataclass_types)
+    parser = build_parser(*dataclass_types, prog=prog, description=description)
     if len(argv) == 1 and argv[0].lower().endswith(CONFIG_FILE_SUFFIXES):
         path = Path(argv[0])
         if not path.is_file():
             raise ValueError(f"Config file {path} does not exist.")
         return tuple(parser.parse_dict(_read_config_file(path, dataclass_types)))
     return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+
+
+def build_parser(*dataclass_types: type, prog: Optional[str] = None,
+                 description: Optional[str] = None) -> HfArgumentParser:
+    """The recipes' parser for ``dataclass_types``: usage line, description, then the flags grouped for ``--help``.
+
+    :func:`parse_args` parses with it; ``recipes/core/fast_help.py`` records its ``--help`` so that a recipe can
+    print it without importing transformers.
+    """
+    from .cli import group_help
+
+    parser = HfArgumentParser(dataclass_types, prog=prog, description=description,
+                              usage="%(prog)s [--flag VALUE ...]  or  %(prog)s CONFIG.yaml|CONFIG.json",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    group_help(parser, dataclass_types)
+    return parser
 
 
 def _read_config_file(path: Path, dataclass_types: Sequence[type]) -> dict[str, Any]:

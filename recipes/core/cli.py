@@ -47,10 +47,13 @@ TRAINER_FLAG_GROUPS: tuple[tuple[str, str], ...] = (
 )
 
 
-def cli_identity() -> tuple[Optional[str], Optional[str]]:
+def cli_identity(module: Any = None) -> tuple[Optional[str], Optional[str]]:
     """``(prog, description)`` of the recipe run as ``python -m recipes.<name>`` (``forge.recipes.<name>`` when
-    installed), else ``(None, None)``."""
-    main = sys.modules.get("__main__")
+    installed), else ``(None, None)``.
+
+    ``module`` defaults to ``__main__``; the help record (``recipes/core/fast_help.py``) passes the imported recipe.
+    """
+    main = sys.modules.get("__main__") if module is None else module
     spec = getattr(main, "__spec__", None)
     if spec is None or not getattr(spec, "name", "").startswith(module_name("recipes.")):
         return None, None

@@ -32,7 +32,7 @@ from .trainer_utils import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TaskRecipe", "predicted_classes", "run_task"]
+__all__ = ["TaskRecipe", "predicted_classes", "run_task", "task_argument_types"]
 
 
 def predicted_classes(result: Any) -> np.ndarray:
@@ -119,12 +119,15 @@ class TaskRecipe:
         raise NotImplementedError
 
 
+def task_argument_types(spec: TaskSpec) -> tuple[type, type, type]:
+    """The dataclasses a task recipe's command line is parsed into: model, the task's data, the Trainer's."""
+    return ModelArguments, spec.data_args_class, spec.recipe.training_args_class
+
+
 def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Fine-tune a Forge model for ``spec`` with the command line ``argv`` (or one JSON/YAML path); returns eval metrics."""
     started = time.time()
-    model_args, data_args, training_args = parse_args(
-        ModelArguments, spec.data_args_class, spec.recipe.training_args_class, args=argv
-    )
+    model_args, data_args, training_args = parse_args(*task_argument_types(spec), args=argv)
     resume = start_run(training_args, model_args, data_args)
     recipe: TaskRecipe = spec.recipe(spec, model_args, data_args, training_args)
 
