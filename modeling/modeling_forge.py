@@ -20,8 +20,6 @@ Design notes (speed is part of the design, not an afterthought):
   on first request: the default forward carries no recording code.
 """
 
-from __future__ import annotations
-
 import math
 import os
 from collections.abc import Callable
@@ -45,7 +43,8 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import can_return_tuple, logging
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple, logging
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
@@ -595,7 +594,7 @@ class ForgeEncoder(_ForgeStack):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         # generate() hands the batch's remaining model kwargs to the encoder; under Seq2SeqTrainer's
         # predict_with_generate that includes `labels`, which the encoder has no use for.
@@ -639,7 +638,7 @@ class ForgeDecoder(_ForgeStack):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         _check_kwargs(kwargs, "ForgeDecoder.forward")
         self._check_output_attentions(kwargs)
@@ -757,7 +756,7 @@ class ForgeModel(ForgePreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
         r"""``output_attentions`` / ``output_hidden_states`` (keyword arguments, or the config fields) add the
         encoder's and decoder's per-layer states and attention weights (eager attention only: the fused kernels do
@@ -867,7 +866,7 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         r"""labels: (batch, target_len) token ids, -100 where no loss is wanted. Without ``decoder_input_ids`` they
         are shifted right to become the decoder inputs."""
@@ -962,7 +961,7 @@ class ForgeEncoderModel(ForgePreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutput:
         return self.encoder(
             input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
@@ -1008,7 +1007,7 @@ class ForgeForSequenceClassification(_ForgeEncoderHead):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         r"""labels: (batch,) class ids (or floats for regression, (batch, num_labels) multi-hot for multi-label)."""
         hidden = self.model(
@@ -1066,7 +1065,7 @@ class ForgeForTokenClassification(_ForgeEncoderHead):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
         r"""labels: (batch, time) label ids, -100 on tokens without a label (padding, sub-word continuations)."""
         hidden = self.model(
@@ -1106,7 +1105,7 @@ class ForgeForQuestionAnswering(_ForgeEncoderHead):
         start_positions: torch.LongTensor | None = None,
         end_positions: torch.LongTensor | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> QuestionAnsweringModelOutput:
         r"""start_positions / end_positions: (batch,) token indices of the answer span; out-of-range ones are
         ignored."""

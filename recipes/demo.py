@@ -65,7 +65,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link")
     args = parser.parse_args(argv)
     try:
-        from recipes.demo_app import build_app, find_task_folders
+        from .demo_app import build_app, find_task_folders
     except ImportError as error:
         raise SystemExit(f"error: the demo needs gradio ({error}); install it with: pip install -e \".[demo]\"") from None
     path = Path(args.path)

@@ -19,7 +19,7 @@ passes each recipe and how it calls the pipeline come from the task's spec (``re
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from recipes.core.stage_times import StageTimes
+from .core.layout import module_name
+from .core.stage_times import StageTimes
 
-logger = logging.getLogger("recipes.main_job")
+logger = logging.getLogger(module_name("recipes.main_job"))  # its name also when run as __main__
 
 SAMPLE_DATA = Path(__file__).resolve().parent / "sample_data"
 
@@ -71,7 +72,7 @@ BUDGETS = {
 def __getattr__(name: str) -> Any:
     """``TASKS``: the main job's tasks, in order, from the task registry (read when first asked for)."""
     if name == "TASKS":
-        from recipes.core.registry import main_job_tasks
+        from .core.registry import main_job_tasks
 
         return main_job_tasks()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -79,17 +80,17 @@ def __getattr__(name: str) -> Any:
 
 def task_spec(task: str) -> Any:
     """The registry entry of ``task`` (a :class:`recipes.core.registry.TaskSpec`)."""
-    from recipes.core.registry import get_task
+    from .core.registry import get_task
 
     return get_task(task)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The main job's command line; ``--tasks`` lists the main-job tasks of the task registry."""
-    from recipes.core.registry import main_job_tasks
+    from .core.registry import main_job_tasks
 
     tasks_all = main_job_tasks()
-    parser = argparse.ArgumentParser(prog="python -m recipes.main_job", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m {module_name('recipes.main_job')}", description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=str(SAMPLE_DATA),
                         help="Folder laid out like ../shared/data (default: the embedded sample).")
     parser.add_argument("--preset", default=None,
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse(argv: Optional[list[str]]) -> argparse.Namespace:
-    from recipes.core.registry import main_job_tasks
+    from .core.registry import main_job_tasks
 
     tasks_all = main_job_tasks()
     parser = build_parser()
@@ -198,7 +199,7 @@ def finetune_argv(args: argparse.Namespace, budget: Budget, task: str, base: Pat
 
 def show_pipeline(task: str, folder: Path, data_dir: Path) -> Any:
     """Load ``folder`` with the installed Forge classes and run its pipeline on the first validation example."""
-    from recipes.core.safety import forge_pipeline
+    from .core.safety import forge_pipeline
 
     spec = task_spec(task)
     pipe = forge_pipeline(spec.pipeline_task, folder)  # the installed Forge classes; the folder's code never runs
@@ -216,7 +217,7 @@ def _write_commands(out: Path, commands: list[str]) -> None:
 
 def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log: list[str], module: str,
                out: Path, timing: StageTimes) -> dict:
-    from recipes.core.safety import redact_argv
+    from .core.safety import redact_argv
 
     log.append(f"python -m {module} " + shlex.join(redact_argv(argv)))
     _write_commands(out, log)
@@ -232,7 +233,7 @@ def _run_stage(name: str, fn: Callable[[list[str]], dict], argv: list[str], log:
 
 def _refuse_finished(args: argparse.Namespace, out: Path) -> None:
     """A rerun into folders that hold finished models stops here, in one line, before any work."""
-    from recipes.publishing.export import is_finished_model_dir
+    from .publishing.export import is_finished_model_dir
 
     folders = [out / "pretrained", *(out / task for task in args.tasks)]
     finished = [str(folder) for folder in folders if is_finished_model_dir(folder)]
@@ -262,10 +263,10 @@ def main(argv: Optional[list[str]] = None) -> list[dict[str, Any]]:
 
         datasets.disable_progress_bars()  # reading and tokenising the embedded sample is instant
 
-    from recipes import pretrain
+    from . import pretrain
 
     base = out / "pretrained"
-    metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, "recipes.pretrain",
+    metrics = _run_stage("pretraining", pretrain.main, pretrain_argv(args, budget, base), commands, module_name("recipes.pretrain"),
                          out, timing)
     metric = pretrain.SPEC.eval_metric
     rows.append({"task": "pretraining", "metric": metric, "value": metrics.get(metric), "folder": str(base)})

@@ -15,7 +15,7 @@ scored by its entailment logit.
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
@@ -23,11 +23,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from recipes.core.args import SentimentDataArguments
-from recipes.core.classification import CLASSIFICATION_COLUMNS, ClassificationRecipe
-from recipes.core.data import build_label_list
-from recipes.core.driver import run_task
-from recipes.core.registry import TaskSpec, pipeline_usage
+from .core.args import SentimentDataArguments
+from .core.classification import CLASSIFICATION_COLUMNS, ClassificationRecipe
+from .core.data import build_label_list
+from .core.driver import run_task
+from .core.registry import TaskSpec, pipeline_usage
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ Why span corruption (not BART infilling) is explained in ``recipes/core/pretrain
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
@@ -35,22 +35,20 @@ from typing import Any, Optional
 import datasets
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-import modeling  # noqa: F401  (registers Forge with the Auto classes)
-import tokenization  # noqa: F401
-from modeling import ForgeConfig, ForgeForConditionalGeneration
-from recipes.privacy.dp import trainer_class
-from recipes.core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
-from recipes.core.callbacks import LOSS_CURVE_NAME, build_callbacks
-from recipes.core.data import check_not_empty, load_raw_datasets, select_samples
-from recipes.core.distributed import gathered_model
-from recipes.core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
-from recipes.core.mfu import pretraining_mfu
-from recipes.core.safety import (
+from .core.layout import modeling, module_name, tokenization  # importing modeling registers Forge with the Auto classes
+from .privacy.dp import trainer_class
+from .core.args import DataArguments, ForgeTrainingArguments, ModelArguments, parse_args
+from .core.callbacks import LOSS_CURVE_NAME, build_callbacks
+from .core.data import check_not_empty, load_raw_datasets, select_samples
+from .core.distributed import gathered_model
+from .core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
+from .core.mfu import pretraining_mfu
+from .core.safety import (
     ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
 )
-from recipes.core.trainer_utils import check_vocab_matches, start_run, train
-from recipes.core.registry import TaskSpec
-from recipes.core.pretraining import (
+from .core.trainer_utils import check_vocab_matches, start_run, train
+from .core.registry import TaskSpec
+from .core.pretraining import (
     PackedStream,
     SpanCorruptionCollator,
     SpanCorruptionEpochCallback,
@@ -58,10 +56,10 @@ from recipes.core.pretraining import (
     init_embeddings_from_word_vectors,
     pack_dataset,
 )
-from recipes.publishing.cards import write_model_card
-from recipes.publishing.export import save_hub_folder
+from .publishing.cards import write_model_card
+from .publishing.export import save_hub_folder
 
-logger = logging.getLogger("recipes.pretrain")
+logger = logging.getLogger(module_name("recipes.pretrain"))  # its name also when run as __main__
 
 TOKENIZER_SUBDIR = "tokenizer"  # where a tokenizer trained by this script is saved (output_dir/tokenizer)
 HUB_TASK = "text2text-generation"  # the pipeline a pretrained folder serves (fill in <extra_id_i> spans)
@@ -200,7 +198,7 @@ def load_or_train_tokenizer(
             source, cache_dir=model_args.cache_dir, revision=model_args.model_revision,
             token=model_args.token, trust_remote_code=remote_code_allowed(model_args.trust_remote_code),
         )
-    vocab_size = model_args.vocab_size or ForgeConfig.from_pretrained(model_args.config_name).vocab_size
+    vocab_size = model_args.vocab_size or modeling.ForgeConfig.from_pretrained(model_args.config_name).vocab_size
     folder = os.path.join(training_args.output_dir, TOKENIZER_SUBDIR)
     with training_args.main_process_first(desc="tokenizer training", local=False):
         if training_args.process_index == 0:
@@ -228,7 +226,7 @@ def _iter_texts(dataset: Any, column: str, limit: Optional[int]):
 
 def build_model(
     model_args: PretrainModelArguments, data_args: PretrainDataArguments, tokenizer: Any
-) -> ForgeForConditionalGeneration:
+) -> modeling.ForgeForConditionalGeneration:
     """A fresh Forge model from the preset/config file, or the --model_name_or_path weights."""
     overrides = model_args.config_kwargs()
     if model_args.attn_implementation:
@@ -243,7 +241,7 @@ def build_model(
         check_vocab_matches(model, tokenizer)
     else:
         overrides["vocab_size"] = len(tokenizer)
-        config = ForgeConfig.from_pretrained(model_args.config_name, **overrides)
+        config = modeling.ForgeConfig.from_pretrained(model_args.config_name, **overrides)
         for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
             if getattr(tokenizer, name) != getattr(config, name):
                 raise ValueError(
@@ -252,12 +250,12 @@ def build_model(
                     "tokenization.train."
                 )
         if model_args.architecture == "bart":  # the BART control of the same shape (recipes/core/architectures.py)
-            from recipes.core.architectures import bart_config_from_forge
+            from .core.architectures import bart_config_from_forge
             from transformers import BartForConditionalGeneration
 
             model = BartForConditionalGeneration(bart_config_from_forge(config))
         else:
-            model = ForgeForConditionalGeneration(config)
+            model = modeling.ForgeForConditionalGeneration(config)
     input_len, target_len = corrupted_lengths(
         data_args.block_size, data_args.noise_density, data_args.mean_noise_span_length
     )
@@ -327,7 +325,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         check_corpus_has_text(raw["train"], data_args.text_column, data_args.train_file or data_args.dataset_name or "train")
     pii_reports = None
     if data_args.scrub_pii:
-        from recipes.privacy.pii import save_reports, scrub_splits
+        from .privacy.pii import save_reports, scrub_splits
 
         with training_args.main_process_first(desc="scrubbing PII"):
             raw, pii_reports = scrub_splits(raw, data_args.text_column, data_args.preprocessing_num_workers)
@@ -360,7 +358,7 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
     )
-    from recipes.core.architectures import is_forge_model, save_bart_folder
+    from .core.architectures import is_forge_model, save_bart_folder
 
     if training_args.process_index == 0 and is_forge_model(model):
         type(model.config).register_for_auto_class()  # checkpoints then carry config auto_map + code
@@ -437,9 +435,9 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
         hyper["init_embeddings"] = (f"{model_args.init_embeddings}: coverage {embedding_stats.coverage:.3f} "
                                     f"({embedding_stats.found} tokens), {embedding_stats.method}")
     card_metrics = {k: v for k, v in metrics.items() if k in ("eval_loss", "eval_perplexity")}
-    command = "python -m recipes.pretrain " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
+    command = f"python -m {module_name('recipes.pretrain')} " + shlex.join(redact_argv(argv if argv is not None else sys.argv[1:]))
     curve = out / LOSS_CURVE_NAME
-    from recipes.privacy.pii import card_section as pii_card_section
+    from .privacy.pii import card_section as pii_card_section
 
     write_model_card(
         out, model_name=out.name, task="pretraining", metrics=card_metrics,
@@ -456,6 +454,6 @@ def _write_card(model, tokenizer, model_args, data_args, training_args, trainer,
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

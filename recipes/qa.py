@@ -14,7 +14,7 @@ post-processing (``--n_best_size``, ``--max_answer_length``) and, when some ques
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
@@ -22,12 +22,12 @@ from typing import Any, Optional
 
 import numpy as np
 
-from recipes.core.args import QADataArguments
-from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows
-from recipes.core.driver import TaskRecipe, run_task
-from recipes.core.metrics import squad_score
-from recipes.core.qa_utils import check_answer_offsets, postprocess_qa_predictions, prepare_qa_features
-from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
+from .core.args import QADataArguments
+from .core.data import DataValidationError, check_not_empty, first_problem_rows
+from .core.driver import TaskRecipe, run_task
+from .core.metrics import squad_score
+from .core.qa_utils import check_answer_offsets, postprocess_qa_predictions, prepare_qa_features
+from .core.registry import DataColumn, TaskSpec, pipeline_usage
 
 TASK = "question-answering"
 POSTPROCESS_COLUMNS = ["example_id", "offset_mapping"]
@@ -158,6 +158,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

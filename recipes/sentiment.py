@@ -13,7 +13,7 @@ registry entry.
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
@@ -21,10 +21,10 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from recipes.core.args import SentimentDataArguments
-from recipes.core.classification import CLASSIFICATION_COLUMNS, ClassificationRecipe
-from recipes.core.driver import run_task
-from recipes.core.registry import TaskSpec, pipeline_usage
+from .core.args import SentimentDataArguments
+from .core.classification import CLASSIFICATION_COLUMNS, ClassificationRecipe
+from .core.driver import run_task
+from .core.registry import TaskSpec, pipeline_usage
 
 TASK = "text-classification"
 
@@ -58,6 +58,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

@@ -13,21 +13,21 @@ written back as one tag per word (``recipes/core/srl_utils.py``).
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
 from typing import Any, Optional
 
-from recipes.core.args import ModelArguments, SRLDataArguments
-from recipes.core.data import DataValidationError, check_not_empty, first_problem_rows
-from recipes.core.driver import TaskRecipe, predicted_classes, run_task
-from recipes.core.metrics import srl_metrics
-from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
-from recipes.core.srl_utils import (
+from .core.args import ModelArguments, SRLDataArguments
+from .core.data import DataValidationError, check_not_empty, first_problem_rows
+from .core.driver import TaskRecipe, predicted_classes, run_task
+from .core.metrics import srl_metrics
+from .core.registry import DataColumn, TaskSpec, pipeline_usage
+from .core.srl_utils import (
     augment_srl_split, build_srl_label_list, prepare_srl_features, validate_srl_split, word_tags_from_token_predictions,
 )
-from recipes.core.trainer_utils import load_folder_config
+from .core.trainer_utils import load_folder_config
 
 TASK = "semantic-role-labeling"
 BOOKKEEPING_COLUMNS = ["word_ids", "example_index"]
@@ -70,10 +70,10 @@ class SRLRecipe(TaskRecipe):
         return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label2id}
 
     def setup_model(self, model: Any, tokenizer: Any) -> None:
-        from tokenization import add_task_tokens  # adds the markers and grows the embeddings to match
+        from .core.layout import tokenization
 
-        data_args = self.data_args
-        self.markers = tuple(add_task_tokens(tokenizer, model, [data_args.predicate_marker, data_args.predicate_end_marker]))
+        data_args = self.data_args  # add_task_tokens adds the markers and grows the embeddings to match
+        self.markers = tuple(tokenization.add_task_tokens(tokenizer, model, [data_args.predicate_marker, data_args.predicate_end_marker]))
 
     def augment(self, train: Any) -> Any:
         if self.data_args.augment != "word_dropout":
@@ -146,6 +146,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

@@ -11,17 +11,17 @@ r"""Fine-tune Forge for abstractive summarization (ROUGE-1/2/L/Lsum, mean genera
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from recipes.core.args import SummarizationDataArguments
-from recipes.core.driver import run_task
-from recipes.core.registry import DataColumn, TaskSpec, pipeline_usage
-from recipes.core.seq2seq import Seq2SeqRecipe
+from .core.args import SummarizationDataArguments
+from .core.driver import run_task
+from .core.registry import DataColumn, TaskSpec, pipeline_usage
+from .core.seq2seq import Seq2SeqRecipe
 
 
 def document_summary_pairs(examples: Mapping[str, list], data_args: Any) -> tuple[list[str], Optional[list[str]]]:
@@ -61,6 +61,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

@@ -13,19 +13,19 @@ column per language code (the Multi30k files in ../shared/data).
 from __future__ import annotations
 
 if __name__ == "__main__":  # --help before the imports below load torch (recipes/core/fast_help.py)
-    from recipes.core.fast_help import exit_with_help_if_asked
+    from .core.fast_help import exit_with_help_if_asked
 
     exit_with_help_if_asked(__spec__)
 
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from recipes.core.args import TranslationDataArguments
-from recipes.core.data import ColumnSpec
-from recipes.core.driver import run_task
-from recipes.core.registry import TaskSpec, pipeline_usage
-from recipes.core.seq2seq import Seq2SeqRecipe
-from recipes.core.tasks import check_translation_dicts, translation_pairs
+from .core.args import TranslationDataArguments
+from .core.data import ColumnSpec
+from .core.driver import run_task
+from .core.registry import TaskSpec, pipeline_usage
+from .core.seq2seq import Seq2SeqRecipe
+from .core.tasks import check_translation_dicts, translation_pairs
 
 
 def translation_columns(data_args: Any, split: str, columns: Any) -> list[ColumnSpec]:
@@ -70,6 +70,6 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
 
 
 if __name__ == "__main__":
-    from recipes.core.cli import run_cli
+    from .core.cli import run_cli
 
     run_cli(main)

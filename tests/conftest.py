@@ -13,6 +13,10 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The tests exercise the checkout's top-level packages (modeling, recipes, ...); an install, editable included, maps
+# them under forge.* (setup.cfg), so the checkout is the only place with these names. The processes the tests start
+# (recipes, scripts, accelerate) import them from any working folder, as the tests do (setup.cfg: pythonpath = .).
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
 SHARED_DATA = Path(os.environ.get("FORGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 
 

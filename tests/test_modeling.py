@@ -464,6 +464,18 @@ def test_sdpa_warns_that_it_returns_no_attention_weights(seq2seq, caplog):
     assert "attn_implementation='eager'" in caplog.text
 
 
+@pytest.mark.parametrize("head", list(AUTO_CLASSES.values()), ids=lambda head: head.__name__)
+def test_forward_declares_the_output_switches_as_transformers_reads_them(head):
+    """Every head's ``**kwargs`` is ``Unpack[TransformersKwargs]`` at run time, as in BART. transformers' tools read the
+    annotation object to learn that a model takes ``output_attentions`` (its common test of eager vs sdpa with
+    attention outputs is skipped otherwise); a string annotation (``from __future__ import annotations``) or none
+    hides it."""
+    import inspect
+
+    annotation = inspect.signature(head.forward).parameters["kwargs"].annotation
+    assert "output_attentions" in annotation.__args__[0].__annotations__
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Embeddings, tying, resizing, loading
 # ---------------------------------------------------------------------------------------------------------------

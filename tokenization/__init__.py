@@ -13,6 +13,7 @@ Both classes are lossless (no normalisation) and give identical ids; see ``token
 
 from __future__ import annotations
 
+import importlib
 import logging
 
 from .tokenization_forge import (
@@ -36,10 +37,11 @@ def register_auto_class() -> bool:
     Only the fast class is registered: ``AutoTokenizer`` always returns the fast class in transformers 5, and
     registering the slow one too would make a config naming ``ForgeTokenizer`` resolve to the slow class.
     """
+    modeling = __name__.removesuffix("tokenization") + "modeling"  # "modeling" in a checkout, "forge.modeling" installed
     try:
-        from modeling import ForgeConfig
+        ForgeConfig = importlib.import_module(modeling).ForgeConfig
     except ModuleNotFoundError as error:  # no `modeling` package at all: fine; a broken one must fail loudly
-        if error.name != "modeling":
+        if error.name != modeling:
             raise
         logger.debug("the modeling package is not importable; AutoTokenizer registration skipped")
         return False

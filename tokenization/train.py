@@ -23,6 +23,7 @@ From Python (``recipes/pretrain.py`` does this when no tokenizer is given)::
 from __future__ import annotations
 
 import csv
+import importlib
 import itertools
 import json
 import logging
@@ -287,7 +288,9 @@ def main(argv: list[str] | None = None) -> ForgeTokenizerFast:
     texts = corpus_from_args(args)
     pii_report = None
     if args.scrub_pii:
-        from recipes.privacy.pii import PiiReport, PiiScrubber  # not a model-folder file: an absolute import is fine here
+        # Not a model-folder file, so it may reach recipes/: "recipes.privacy.pii" in a checkout, forge.* installed.
+        pii = importlib.import_module(__package__.removesuffix("tokenization") + "recipes.privacy.pii")
+        PiiReport, PiiScrubber = pii.PiiReport, pii.PiiScrubber
 
         pii_report = PiiReport()
         texts = PiiScrubber().scrub_texts(texts, pii_report)

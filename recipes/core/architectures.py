@@ -139,7 +139,7 @@ def save_bart_folder(model: Any, tokenizer: Any, output_dir: str | os.PathLike, 
     ``auto_map``) and adds only the tokenizer code, the task pipeline and, for SRL, the token head's file.
     Files are written into a temporary folder and moved in, config.json last, as save_hub_folder does.
     """
-    from recipes.publishing import export  # the Forge export's file-level helpers (one place for them)
+    from ..publishing import export  # the Forge export's file-level helpers (one place for them)
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -171,7 +171,7 @@ def save_bart_folder(model: Any, tokenizer: Any, output_dir: str | os.PathLike, 
 
 def copy_tokenizer_code(dest: str | os.PathLike) -> None:
     """Trainer checkpoints of the BART control: the tokenizer's code files (the model is plain BART)."""
-    from recipes.publishing import export
+    from ..publishing import export
 
     dest = Path(dest)
     export._copy_code(dest, export.TOKENIZER_CODE_FILES, export._code_dirs(None, "tokenization"))

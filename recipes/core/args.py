@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from transformers import HfArgumentParser, Seq2SeqTrainingArguments, TrainingArguments
 
-from recipes.privacy.dp import DPArguments
+from ..privacy.dp import DPArguments
 
 from .distributed import prepare_launch
 

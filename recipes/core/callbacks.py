@@ -125,8 +125,8 @@ class CopyCodeFilesCallback(TrainerCallback):
         if not checkpoint.is_dir():
             return
         try:
-            from recipes.publishing.export import copy_code_files
-            from recipes.core.architectures import copy_tokenizer_code, is_forge_model
+            from ..publishing.export import copy_code_files
+            from .architectures import copy_tokenizer_code, is_forge_model
 
             model = kwargs.get("model")
             if model is not None and not is_forge_model(model):

@@ -18,6 +18,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
+from .layout import module_name
+
 __all__ = ["TRAINER_FLAG_GROUPS", "group_help", "cli_identity", "run_cli"]
 
 # Trainer flag groups for --help, in display order: (title, regular expression on the flag name).
@@ -46,13 +48,14 @@ TRAINER_FLAG_GROUPS: tuple[tuple[str, str], ...] = (
 
 
 def cli_identity(module: Any = None) -> tuple[Optional[str], Optional[str]]:
-    """``(prog, description)`` of the recipe run as ``python -m recipes.<name>``, else ``(None, None)``.
+    """``(prog, description)`` of the recipe run as ``python -m recipes.<name>`` (``forge.recipes.<name>`` when
+    installed), else ``(None, None)``.
 
     ``module`` defaults to ``__main__``; the help record (``recipes/core/fast_help.py``) passes the imported recipe.
     """
     main = sys.modules.get("__main__") if module is None else module
     spec = getattr(main, "__spec__", None)
-    if spec is None or not getattr(spec, "name", "").startswith("recipes."):
+    if spec is None or not getattr(spec, "name", "").startswith(module_name("recipes.")):
         return None, None
     return f"python -m {spec.name}", (main.__doc__ or "").strip() or None
 
@@ -96,7 +99,7 @@ def group_help(parser: argparse.ArgumentParser, dataclass_types: Sequence[type])
 
 def run_cli(main: Callable[..., Any], argv: Optional[list[str]] = None) -> Any:
     """Run a recipe's ``main`` from the command line; a refusal the user fixes with a flag is one line."""
-    from recipes.publishing.export import OutputDirExistsError
+    from ..publishing.export import OutputDirExistsError
 
     try:
         return main(argv)

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import numpy as np
 import transformers
 
-from recipes.privacy.dp import trainer_class as private_trainer_class
+from ..privacy.dp import trainer_class as private_trainer_class
 
 from .args import ForgeTrainingArguments, ModelArguments, parse_args, with_defaults
 from .callbacks import build_callbacks

@@ -159,7 +159,7 @@ def _add_action(group: Any, record: dict[str, Any]) -> argparse.Action:
 # --------------------------------------------------------------------------------------------
 def cached_modules() -> list[str]:
     """The modules whose ``--help`` is recorded: every registered task's recipe (pretraining too) and the main job."""
-    from recipes.core.registry import task_specs
+    from .registry import task_specs
 
     return sorted({spec.module for spec in task_specs().values() if spec.module} | {"recipes.main_job"})
 
@@ -175,14 +175,14 @@ def full_parser(module_name: str) -> tuple[argparse.ArgumentParser, list[str]]:
 
     module = importlib.import_module(module_name)
     if hasattr(module, "build_parser"):
-        from recipes.core.registry import task_specs
+        from .registry import task_specs
 
         specs = {spec.module for spec in task_specs().values() if spec.module}
         return module.build_parser(), sorted({module_name, "recipes.core.registry", *specs})
 
-    from recipes.core.args import build_parser
-    from recipes.core.cli import cli_identity
-    from recipes.core.driver import task_argument_types
+    from .args import build_parser
+    from .cli import cli_identity
+    from .driver import task_argument_types
 
     types = getattr(module, "ARGUMENT_TYPES", None) or task_argument_types(module.SPEC)
     prog, description = cli_identity(module)

@@ -34,7 +34,9 @@ import torch
 from transformers import TrainerCallback
 
 # The model's own shift (one definition): the collator builds exactly the decoder inputs the model would.
-from modeling.modeling_forge import shift_tokens_right
+from .layout import modeling
+
+shift_tokens_right = modeling.modeling_forge.shift_tokens_right
 
 logger = logging.getLogger(__name__)
 

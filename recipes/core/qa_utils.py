@@ -18,9 +18,10 @@ from typing import Any, Optional
 
 import numpy as np
 
-from modeling.pipeline_forge import QA_NULL_INDEX, decode_qa_spans
-
 from .data import DataValidationError
+from .layout import modeling
+
+QA_NULL_INDEX, decode_qa_spans = modeling.pipeline_forge.QA_NULL_INDEX, modeling.pipeline_forge.decode_qa_spans
 
 logger = logging.getLogger(__name__)
 

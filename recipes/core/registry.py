@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
+from .layout import module_name
+
 __all__ = [
     "DataColumn",
     "TaskSpec",
@@ -139,7 +141,7 @@ _KEYS: dict[str, TaskSpec] = {}
 
 def _discover() -> dict[str, TaskSpec]:
     """Import every module of the ``recipes`` package and collect their ``SPEC``s (main-job order first)."""
-    import recipes
+    recipes = importlib.import_module(module_name("recipes"))  # forge.recipes when installed
 
     found: list[TaskSpec] = []
     for info in pkgutil.iter_modules(recipes.__path__):
@@ -147,10 +149,11 @@ def _discover() -> dict[str, TaskSpec]:
             continue
         # import only the modules that define a SPEC at top level: the other recipes' modules (the demo app
         # needs gradio, an optional extra; the main job and pretraining import much more) stay unimported
-        origin = importlib.util.find_spec(f"recipes.{info.name}").origin
+        name = f"{recipes.__name__}.{info.name}"
+        origin = importlib.util.find_spec(name).origin
         if origin is None or not _SPEC_LINE.search(Path(origin).read_text(encoding="utf-8")):
             continue
-        module = importlib.import_module(f"recipes.{info.name}")
+        module = importlib.import_module(name)
         spec = getattr(module, "SPEC", None)
         if isinstance(spec, TaskSpec):
             found.append(dataclasses.replace(spec, module=module.__name__))

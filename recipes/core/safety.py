@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .layout import module_name
+
 logger = logging.getLogger(__name__)
 
 REDACTED = "***"
@@ -136,8 +138,7 @@ def write_training_args_json(folder: str | os.PathLike, args: Any) -> Path:
 def forge_installed() -> bool:
     """True when the Forge packages import (and so register their classes with the Auto classes)."""
     try:
-        import modeling  # noqa: F401
-        import tokenization  # noqa: F401
+        from .layout import modeling, tokenization  # noqa: F401
     except ImportError:
         return False
     return True
@@ -163,8 +164,9 @@ def forge_pipeline(task: str, folder: str | os.PathLike, **kwargs: Any) -> Any:
     """``pipeline(task, model=folder)`` with the installed Forge pipeline class, never the folder's copy."""
     from transformers import pipeline
 
-    import modeling  # noqa: F401  (Auto registrations)
-    from modeling import pipeline_forge
+    from .layout import modeling  # the import registers Forge with the Auto classes
+
+    pipeline_forge = modeling.pipeline_forge
 
     config_path = Path(folder) / "config.json"
     custom = json.loads(config_path.read_text(encoding="utf-8")).get("custom_pipelines", {}) if config_path.is_file() else {}
@@ -182,7 +184,7 @@ def convert_to_safetensors_hint(folder: str | os.PathLike) -> str:
     return (
         "If the file is yours and you trust it, convert it once (use your head's class, e.g. "
         "ForgeForSequenceClassification):\n"
-        "    import torch; from modeling import ForgeConfig, ForgeForConditionalGeneration\n"
+        f"    import torch; from {module_name('modeling')} import ForgeConfig, ForgeForConditionalGeneration\n"
         f"    folder = {str(folder)!r}\n"
         "    model = ForgeForConditionalGeneration(ForgeConfig.from_pretrained(folder))\n"
         "    model.load_state_dict(torch.load(folder + '/pytorch_model.bin', weights_only=True))\n"
@@ -214,9 +216,9 @@ def check_tokenizer_folder(folder: str | os.PathLike) -> None:
     Checked before ``AutoTokenizer`` too: on a folder without config.json it would otherwise fail with advice to
     install sentencepiece. The check itself lives with the tokenizer classes, which apply it in ``from_pretrained``.
     """
-    from tokenization.tokenization_forge import check_vocabulary_present
+    from .layout import tokenization
 
-    check_vocabulary_present(folder)
+    tokenization.tokenization_forge.check_vocabulary_present(folder)
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
-# The SRL pipeline's encoder (one definition), so the recipe trains on exactly what the pipeline feeds the model.
-from modeling.pipeline_forge import encode_srl_words
-
 from .data import DataValidationError
+from .layout import modeling
+
+# The SRL pipeline's encoder (one definition), so the recipe trains on exactly what the pipeline feeds the model.
+encode_srl_words = modeling.pipeline_forge.encode_srl_words
 
 IGNORE_INDEX = -100
 _BIO = re.compile(r"^(O|[BI]-\S+)$")

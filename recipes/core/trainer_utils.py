@@ -24,8 +24,9 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from .callbacks import LOSS_CURVE_NAME, NaNGuardCallback, TrainingDivergedError, plot_loss_curve
-from recipes.publishing.cards import write_model_card
+from ..publishing.cards import write_model_card
 from .distributed import gathered_model
+from .layout import module_name
 from .safety import check_safetensors_weights, check_tokenizer_folder, redact_argv, remote_code_allowed
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def _setup_logging(training_args: Any) -> None:
     level = training_args.get_process_log_level()
     # the recipes' own progress messages (resume, truncation counts) show by default on the main process
     ours = logging.INFO if training_args.log_level == "passive" and training_args.should_log else level
-    logging.getLogger("recipes").setLevel(ours)
+    logging.getLogger(module_name("recipes")).setLevel(ours)
     datasets.utils.logging.set_verbosity(max(level, logging.WARNING))
     transformers.utils.logging.set_verbosity(level)
 
@@ -94,7 +95,7 @@ def start_run(
 
     ``trains`` says whether this run trains (default: ``--do_train``; pretraining always does).
     """
-    from recipes.publishing.export import check_output_dir
+    from ..publishing.export import check_output_dir
 
     from . import guards
     from .console import quiet_start
@@ -143,14 +144,14 @@ def _hub_kwargs(model_args: Any) -> dict[str, Any]:
 
 def load_folder_config(model_args: Any) -> Any:
     """The config of ``--model_name_or_path`` through the installed Forge classes (labels of a fine-tuned model)."""
-    import modeling  # noqa: F401  (registers ForgeConfig with AutoConfig before the folder is read)
+    from .layout import modeling  # noqa: F401  (registers ForgeConfig with AutoConfig before the folder is read)
 
     return AutoConfig.from_pretrained(model_args.model_name_or_path, **_hub_kwargs(model_args))
 
 
 def load_tokenizer(model_args: Any) -> Any:
     """The fast tokenizer of ``--tokenizer_name`` (or of ``--model_name_or_path``)."""
-    import tokenization  # noqa: F401  (registers ForgeTokenizerFast with AutoTokenizer)
+    from .layout import tokenization  # noqa: F401  (registers ForgeTokenizerFast with AutoTokenizer)
 
     name = model_args.tokenizer_name or model_args.model_name_or_path
     if not name:
@@ -176,8 +177,7 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     ``--architecture bart`` builds the BART control of the same shape instead (``recipes/core/architectures.py``);
     ``--init_embeddings`` fills embedding rows from word vectors (from scratch only).
     """
-    import modeling  # noqa: F401  (registers Forge with the Auto classes)
-    from modeling import ForgeConfig
+    from .layout import modeling  # registers Forge with the Auto classes
 
     if getattr(model_args, "init_embeddings", None) and model_args.model_name_or_path:
         raise ValueError(
@@ -212,7 +212,7 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
             "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id,
         }
-        config = ForgeConfig.from_pretrained(model_args.config_name, **{**special, **overrides})
+        config = modeling.ForgeConfig.from_pretrained(model_args.config_name, **{**special, **overrides})
         if architecture != "forge":
             from .architectures import load_bart_model
 
@@ -369,7 +369,7 @@ def finish_run(
     final_model = gathered_model(trainer, trainer.model) if training_args.do_train else None
     if not trainer.is_world_process_zero():
         return
-    from recipes.publishing.export import save_hub_folder
+    from ..publishing.export import save_hub_folder
 
     from .guards import release_run_lock, save_or_rescue
     from .lora import is_lora_model, save_adapter_and_merge
@@ -391,7 +391,7 @@ def finish_run(
     if not training_args.do_train:
         release_run_lock(output_dir)
         return
-    from recipes.privacy.dp import card_section
+    from ..privacy.dp import card_section
 
     elapsed = f", {time.time() - started:.0f} s wall-clock" if started else ""
     steps = trainer.state.global_step
@@ -418,9 +418,9 @@ def _recipe_module(task: str) -> str:
     from .registry import get_task
 
     try:
-        return get_task(task).module or f"recipes.{task}"
+        return get_task(task).module or module_name(f"recipes.{task}")
     except ValueError:
-        return f"recipes.{task}"
+        return module_name(f"recipes.{task}")
 
 
 def _data_label(data_args: Any) -> str:

@@ -172,7 +172,9 @@ def register_forge_grad_samplers() -> None:
     from opacus.grad_sample.embedding import compute_embedding_grad_sample
     from opacus.grad_sample.utils import register_grad_sampler
 
-    from modeling.modeling_forge import ForgeScaledEmbedding
+    from ..core.layout import modeling
+
+    ForgeScaledEmbedding = modeling.modeling_forge.ForgeScaledEmbedding
 
     if ForgeScaledEmbedding in GradSampleModule.GRAD_SAMPLERS:
         return

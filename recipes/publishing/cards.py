@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from recipes.core.safety import honour_umask
+from ..core.safety import honour_umask
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
 
 def _spec(task: str | None) -> Any:
     """The registry spec of ``task`` (None: pretraining), or None for a task the registry does not know."""
-    from recipes.core.registry import get_task
+    from ..core.registry import get_task
 
     try:
         return get_task(task or "pretraining")
@@ -219,7 +219,7 @@ def write_model_card(
     """
     from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-    from model_cards import load_template
+    from ..core.layout import model_cards
 
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -278,7 +278,7 @@ def write_model_card(
     title = task_title(task)
     card = ModelCard.from_template(
         card_data,
-        template_str=load_template(),
+        template_str=model_cards.load_template(),
         model_name=model_name,
         summary=summary or f"A Forge encoder-decoder model for {title.lower()}, trained with the Forge recipes.",
         architecture=_architecture(output_dir),

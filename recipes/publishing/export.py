@@ -14,6 +14,7 @@ always holds a complete model (the old one or the new one), even if the process 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import logging
@@ -23,9 +24,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from modeling import AUTO_CLASSES, ForgeConfig
-from modeling.pipeline_forge import FORGE_PIPELINES
-from recipes.core.safety import honour_umask
+from ..core.layout import modeling, module_name
+from ..core.safety import honour_umask
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ def _ref(cls: type) -> str:
 # auto class -> "module.Class" inside the saved folder; every Forge head, whatever head was saved,
 # so one folder serves AutoModelForSeq2SeqLM and the encoder heads alike. Read from modeling.AUTO_CLASSES.
 MODEL_AUTO_MAP: dict[str, str] = {
-    "AutoConfig": _ref(ForgeConfig),
-    **{auto_class: _ref(model_class) for auto_class, model_class in AUTO_CLASSES.items()},
+    "AutoConfig": _ref(modeling.ForgeConfig),
+    **{auto_class: _ref(model_class) for auto_class, model_class in modeling.AUTO_CLASSES.items()},
 }
 TOKENIZER_AUTO_MAP: dict[str, list[str | None]] = {
     "AutoTokenizer": ["tokenization_forge.ForgeTokenizer", "tokenization_forge_fast.ForgeTokenizerFast"],
@@ -59,13 +59,13 @@ TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", TOKENIZER_CONFIG_NAME, "vo
 # built-in summarization / translation / text2text-generation / question-answering pipelines).
 CUSTOM_PIPELINES: dict[str, dict[str, Any]] = {
     task: {"impl": _ref(pipeline_class), "pt": [auto_class]}
-    for task, (pipeline_class, auto_class, _) in FORGE_PIPELINES.items()
+    for task, (pipeline_class, auto_class, _) in modeling.pipeline_forge.FORGE_PIPELINES.items()
 }
 
 
 def builtin_pipeline_tasks() -> dict[str, str]:
     """Registered tasks that transformers' own pipelines serve for Forge folders as they are: task -> Auto class."""
-    from recipes.core.registry import task_specs
+    from ..core.registry import task_specs
 
     return {spec.pipeline_task: spec.auto_class for spec in task_specs().values()
             if spec.pipeline_task not in CUSTOM_PIPELINES}
@@ -126,7 +126,7 @@ def _auto_class_for(model: Any) -> str:
 
 
 def _code_dirs(obj: Any | None, package: str) -> list[Path]:
-    """Folders to take code files from: the one defining ``obj``'s class, then the installed package.
+    """Folders to take code files from: the one defining ``obj``'s class, then Forge's ``package`` ("modeling").
 
     A model loaded with trust_remote_code lives in transformers' module cache, so its own folder comes
     first; the package is the fallback (and the only source for files that folder lacks).
@@ -137,11 +137,12 @@ def _code_dirs(obj: Any | None, package: str) -> list[Path]:
             dirs.append(Path(inspect.getfile(type(obj))).resolve().parent)
         except (TypeError, OSError):
             pass
+    name = module_name(package)  # forge.modeling when installed: the files are copied as they are (relative imports)
     try:
-        module = __import__(package)
+        module = importlib.import_module(name)
         dirs.append(Path(module.__file__).resolve().parent)
     except ModuleNotFoundError as error:  # absent is fine (a Python without Forge); broken must fail loudly
-        if error.name != package:
+        if error.name != name:
             raise
     return dirs
 
@@ -276,7 +277,7 @@ def _pipeline_task(task: str) -> str:
     """The pipeline task of ``task`` (a pipeline task, or a registry name or alias such as "qa")."""
     if task in CUSTOM_PIPELINES:
         return task
-    from recipes.core.registry import get_task
+    from ..core.registry import get_task
 
     try:
         return get_task(task).pipeline_task
@@ -364,7 +365,7 @@ def save_hub_folder(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if space:
-        from recipes.demo import write_space
+        from ..demo import write_space
 
         write_space(output_dir, space if isinstance(space, str) else None)
     logger.info("Saved a Hub-ready %s folder (task=%s) to %s", type(model).__name__, task, output_dir)

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import site
 import stat
 import subprocess
 import sys
@@ -49,7 +50,7 @@ _MODEL_ID_LINE = re.compile(r'^(model_id = )"[^"\n]*"', re.MULTILINE)
 
 def sample_inputs() -> dict[str, object]:
     """What the load check feeds each pipeline task: the ``sample_input`` of every registered task."""
-    from recipes.core.registry import task_specs
+    from ..core.registry import task_specs
 
     return {spec.pipeline_task: spec.sample_input for spec in task_specs().values() if spec.sample_input is not None}
 
@@ -61,17 +62,41 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# Forge's import names: the installed namespace, and the top-level names a checkout (and Forge 0.1.0's install) uses.
+FORGE_NAMES = ("forge", "modeling", "tokenization", "recipes", "model_cards")
+
+# Put in front of every script run in a Python without Forge. `-S` keeps the .pth files of an editable install out,
+# but a regular install (`pip install .`, a wheel) puts `forge/` into the very site-packages the fresh process needs
+# for torch and transformers, and one folder of a path entry cannot be left out. So Forge's names are refused at
+# import, as in a Python that never installed Forge; remote code is imported as `transformers_modules.*`, never
+# under these names, so nothing a Hub user would have is hidden.
+HIDE_FORGE = f'''
+import sys as _sys
+
+class _NoForge:
+    """Import finder that makes Forge's packages absent in this process."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] in {FORGE_NAMES!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (Forge is hidden in this process)", name=name)
+        return None
+
+_sys.meta_path.insert(0, _NoForge)
+'''
+
 # Runs in the fresh process: load the folder the way a user without Forge would, and use it once.
 LOAD_CHECK_SCRIPT = r'''
 import json, sys
 folder, task, samples = sys.argv[1], sys.argv[2] or None, json.loads(sys.argv[3])
-try:
-    import modeling  # noqa: F401
-    forge_importable = True
-except ModuleNotFoundError as error:  # absent (the point of the check); a broken Forge must still fail loudly
-    if error.name != "modeling":
-        raise
-    forge_importable = False
+forge_importable = False
+for name in ("forge.modeling", "modeling"):
+    try:
+        __import__(name)
+        forge_importable = True
+    except ModuleNotFoundError as error:  # absent (the point of the check); a broken Forge must still fail loudly
+        if error.name not in (name, name.split(".")[0]):
+            raise
 import torch
 import transformers
 from transformers import AutoConfig, AutoTokenizer, pipeline
@@ -112,11 +137,12 @@ def python_without_forge(workdir: str | os.PathLike) -> tuple[list[str], dict[st
     """Command prefix and environment for a Python that sees the installed packages but not Forge.
 
     ``-S`` skips ``site``, so no ``.pth`` file runs (the editable install of Forge is one); the
-    site-packages folders come back through ``PYTHONPATH``. Offline, no token, and a private
-    module cache for the remote code.
+    site-packages folders come back through ``PYTHONPATH`` (a virtual environment's and, with
+    ``--system-site-packages``, the base Python's). Offline, no token, and a private module cache for the
+    remote code. Scripts run with :func:`run_python_without_forge` also get :data:`HIDE_FORGE`.
     """
     paths = sysconfig.get_paths()
-    site_dirs = list(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    site_dirs = list(dict.fromkeys([paths["purelib"], paths["platlib"], *site.getsitepackages()]))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
     env.update(
         PYTHONPATH=os.pathsep.join(site_dirs),
@@ -135,7 +161,7 @@ def run_python_without_forge(code: str, *args: str, timeout: float = LOAD_CHECK_
     """Run ``code`` (with ``args``) in a fresh Python without Forge, cwd and script in a temporary folder."""
     with tempfile.TemporaryDirectory(prefix="forge-fresh-") as workdir:
         script = Path(workdir) / "check.py"
-        script.write_text(code, encoding="utf-8")
+        script.write_text(HIDE_FORGE + code, encoding="utf-8")
         prefix, env = python_without_forge(workdir)
         return subprocess.run(
             [*prefix, str(script), *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
