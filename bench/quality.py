@@ -192,7 +192,7 @@ class Harness:
                       "minutes": a.pretrain_minutes, "metric": "eval_loss"})
         return folder
 
-    def finetune(self, task: str, architecture: str, seed: int, base: Optional[Path], tokenizer: Path) -> None:
+    def finetune(self, task: str, architecture: str, seed: int, base: Optional[Path], tokenizer: Optional[Path]) -> None:
         a = self.args
         module, metric, _, flags = TASKS[task]
         init = "pretrained" if base is not None else "scratch"
@@ -216,7 +216,9 @@ class Harness:
 
     def run(self) -> None:
         a = self.args
-        tokenizer = self.tokenizer()
+        # the pretraining corpus's tokenizer, unless every run is a scratch run on a task tokenizer of its own
+        own = a.from_scratch and a.task_tokenizers and all(task in TASK_TOKENIZERS for task in a.tasks)
+        tokenizer = None if own else self.tokenizer()
         bases: dict[str, Optional[Path]] = {}
         for architecture in a.architectures:
             bases[architecture] = None if a.from_scratch else self.pretrain(architecture, tokenizer)

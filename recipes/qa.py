@@ -18,6 +18,7 @@ if __name__ == "__main__":  # --help before the imports below load torch (recipe
 
     exit_with_help_if_asked(__spec__)
 
+from collections.abc import Iterable
 from typing import Any, Optional
 
 import numpy as np
@@ -135,12 +136,20 @@ class QARecipe(TaskRecipe):
         return scores, rows
 
 
+def answer_targets(ds: Any, data_args: Any) -> Optional[tuple[Iterable[Any], str]]:
+    """Whether each question has an answer (the training-target guard: a split with none teaches nothing)."""
+    if data_args.answer_column not in (ds.column_names or []):
+        return None
+    return (None if not (a or {}).get("text") else "answer" for a in ds[data_args.answer_column]), "--answer_column"
+
+
 SPEC = TaskSpec(
     name="qa", aliases=(TASK,), title="Extractive question answering", pipeline_task=TASK,
     auto_class="AutoModelForQuestionAnswering", metric="f1", recipe=QARecipe, data_args_class=QADataArguments,
     data_columns=(DataColumn("id_column", "text"), DataColumn("question_column", "text"),
                   DataColumn("context_column", "text"), DataColumn("answer_column", "squad_answers", True)),
     check_rows=check_qa_rows,
+    training_targets=answer_targets,
     usage=pipeline_usage(
         'qa = pipeline("question-answering", model=model_id, trust_remote_code=True)\n'
         'context = "Forge was trained on a single machine. Its tokenizer is a byte-level BPE with 16384 entries."\n'

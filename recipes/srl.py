@@ -17,6 +17,7 @@ if __name__ == "__main__":  # --help before the imports below load torch (recipe
 
     exit_with_help_if_asked(__spec__)
 
+from collections.abc import Iterable
 from typing import Any, Optional
 
 from .core.args import ModelArguments, SRLDataArguments
@@ -122,10 +123,18 @@ class SRLRecipe(TaskRecipe):
         return scores, rows
 
 
+def role_targets(ds: Any, data_args: Any) -> Optional[tuple[Iterable[Any], str]]:
+    """Whether each predicate has a role tag other than 'O' (the training-target guard)."""
+    if data_args.tags_column not in (ds.column_names or []):
+        return None
+    return (None if all(t == "O" for t in (tags or [])) else "tags" for tags in ds[data_args.tags_column]), "--tags_column"
+
+
 SPEC = TaskSpec(
     name="srl", aliases=(TASK,), title="Semantic role labeling", recipe=SRLRecipe, metric="f1",
     auto_class="AutoModelForTokenClassification", pipeline_task=TASK, hub_pipeline_tag="token-classification",
     data_args_class=SRLDataArguments, check_rows=check_srl_rows,
+    training_targets=role_targets,
     data_columns=(DataColumn("tokens_column", "text_list"), DataColumn("predicate_index_column", "int"),
                   DataColumn("tags_column", "text_list", True)),
     usage=pipeline_usage(

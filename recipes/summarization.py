@@ -15,7 +15,7 @@ if __name__ == "__main__":  # --help before the imports below load torch (recipe
 
     exit_with_help_if_asked(__spec__)
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from .core.args import SummarizationDataArguments
@@ -38,9 +38,17 @@ class SummarizationRecipe(Seq2SeqRecipe):
         return [self.data_args.id_column] if self.data_args.id_column else []
 
 
+def summary_targets(ds: Any, data_args: Any) -> Optional[tuple[Iterable[Any], str]]:
+    """The reference summaries (the training-target guard)."""
+    if data_args.summary_column not in (ds.column_names or []):
+        return None
+    return ds[data_args.summary_column], "--summary_column"
+
+
 SPEC = TaskSpec(
     name="summarization", title="Summarization", pipeline_task="summarization", auto_class="AutoModelForSeq2SeqLM",
     data_args_class=SummarizationDataArguments, recipe=SummarizationRecipe, metric="rougeL",
+    training_targets=summary_targets, warn_empty_targets=True,
     data_columns=(DataColumn("text_column", "text"), DataColumn("summary_column", "text", True)),
     usage=pipeline_usage(
         'summarizer = pipeline("summarization", model=model_id, trust_remote_code=True)\n'

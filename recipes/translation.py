@@ -17,7 +17,7 @@ if __name__ == "__main__":  # --help before the imports below load torch (recipe
 
     exit_with_help_if_asked(__spec__)
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 from .core.args import TranslationDataArguments
@@ -43,10 +43,22 @@ class TranslationRecipe(Seq2SeqRecipe):
         return translation_pairs(examples, self.data_args)
 
 
+def translation_targets(ds: Any, data_args: Any) -> Optional[tuple[Iterable[Any], str]]:
+    """The target-language sentences (the training-target guard), from a dict column or a language column."""
+    columns = ds.column_names or []
+    if data_args.translation_column in columns:
+        lang = data_args.target_lang
+        return ((pair or {}).get(lang) for pair in ds[data_args.translation_column]), "--target_lang"
+    if data_args.target_lang in columns:
+        return ds[data_args.target_lang], "--target_lang"
+    return None
+
+
 SPEC = TaskSpec(
     name="translation", title="Translation", metric="bleu", recipe=TranslationRecipe,
     auto_class="AutoModelForSeq2SeqLM", pipeline_task="translation", data_args_class=TranslationDataArguments,
     column_specs=translation_columns, check_rows=check_translation_dicts,
+    training_targets=translation_targets, warn_empty_targets=True,
     usage=pipeline_usage(
         'translator = pipeline("translation", model=model_id, trust_remote_code=True)\n'
         'print(translator(["The weather is nice today.", "Where is the station?"], max_new_tokens=40))'

@@ -72,7 +72,10 @@ def test_recipe_training_defaults_apply_unless_given(tmp_path):
     _, _, training_args = parse_args(*types, args=["--output_dir", str(tmp_path)])
     for name, value in defaults.items():
         assert getattr(training_args, name) == value, name
-    assert isinstance(training_args, ForgeSeq2SeqTrainingArguments)
+    assert type(training_args) is ForgeSeq2SeqTrainingArguments  # the plain class: it pickles like any run's
+    import pickle
+
+    assert pickle.loads(pickle.dumps(training_args)).learning_rate == defaults["learning_rate"]
     _, _, training_args = parse_args(*types, args=["--output_dir", str(tmp_path), "--learning_rate", "3e-5"])
     assert training_args.learning_rate == 3e-5
     path = tmp_path / "run.yaml"
@@ -83,7 +86,7 @@ def test_recipe_training_defaults_apply_unless_given(tmp_path):
     help_text = io.StringIO()
     with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
         build_parser(*types).parse_args(["--help"])
-    assert f"(this recipe's default: {defaults['learning_rate']})" in help_text.getvalue()
+    assert f"(this recipe's default: {defaults['learning_rate']})" in " ".join(help_text.getvalue().split())
     assert with_defaults(ForgeTrainingArguments, ()) is ForgeTrainingArguments
     with pytest.raises(ValueError, match="not_a_field"):
         with_defaults(ForgeTrainingArguments, (("not_a_field", 1),))

@@ -341,3 +341,27 @@ def test_cache_write_failure_during_loading_is_named_not_the_data(tmp_path, monk
     data_args = SentimentDataArguments(train_file=str(SAMPLE_DIR / "sentiment" / "train.jsonl"))
     with pytest.raises(guards.OutputDirNotWritableError, match=r"Writing the datasets cache .*No space left"):
         load_raw_datasets(data_args, cache_dir=str(cache))
+
+
+@pytest.mark.parametrize("task,empty_row,good_row,flag", [
+    ("translation", {"de": "Hallo", "en": " "}, {"de": "Hallo", "en": "Hello"}, "--target_lang"),
+    ("translation", {"translation": {"de": "Hallo", "en": ""}}, {"translation": {"de": "Hallo", "en": "Hi"}},
+     "--target_lang"),
+    ("qa", {"id": "1", "question": "q?", "context": "c", "answers": {"text": [], "answer_start": []}},
+     {"id": "2", "question": "q?", "context": "c", "answers": {"text": ["c"], "answer_start": [0]}}, "--answer_column"),
+    ("srl", {"tokens": ["a", "b"], "predicate_index": 0, "tags": ["O", "O"]},
+     {"tokens": ["a", "b"], "predicate_index": 0, "tags": ["B-V", "B-ARG1"]}, "--tags_column"),
+])
+def test_each_task_reads_its_training_targets(task, empty_row, good_row, flag):
+    """Each task's spec says what its training target is; a split of only empty targets is refused."""
+    import datasets
+
+    from recipes.core.registry import get_task
+
+    spec = get_task(task)
+    data_args = spec.data_args_class()
+    refused = datasets.DatasetDict({"train": datasets.Dataset.from_list([empty_row] * 3)})
+    with pytest.raises(DataValidationError, match=f"Every training target.*{flag}"):
+        guards.check_training_targets(spec, refused, data_args)
+    mixed = datasets.DatasetDict({"train": datasets.Dataset.from_list([empty_row, good_row])})
+    guards.check_training_targets(spec, mixed, data_args)  # one real target: trained (a warning at most)

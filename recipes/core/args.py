@@ -604,6 +604,7 @@ def with_defaults(base: type, defaults: tuple[tuple[str, Any], ...]) -> type:
         new_fields.append((name, hints[name], field(default=value, metadata=metadata)))
     cls = dataclasses.make_dataclass(base.__name__, new_fields, bases=(base,))
     cls.__module__, cls.__qualname__, cls.__doc__ = base.__module__, base.__qualname__, base.__doc__
+    cls._defaults_of = base  # parse_args hands back an instance of ``base`` (see there)
     return cls
 
 
@@ -634,8 +635,16 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
         path = Path(argv[0])
         if not path.is_file():
             raise ValueError(f"Config file {path} does not exist.")
-        return tuple(parser.parse_dict(_read_config_file(path, dataclass_types)))
-    return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+        parsed = parser.parse_dict(_read_config_file(path, dataclass_types))
+    else:
+        parsed = parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False)
+    for obj in parsed:
+        # a with_defaults class only changes defaults, which parsing has applied: the run carries the plain
+        # class, which pickles (the Trainer's training_args.bin) and compares like any other
+        base = type(obj).__dict__.get("_defaults_of")
+        if base is not None:
+            obj.__class__ = base
+    return tuple(parsed)
 
 
 def build_parser(*dataclass_types: type, prog: Optional[str] = None,

@@ -213,36 +213,21 @@ def check_corpus_has_text(dataset: Any, column: str, origin: str, scan_limit: in
     )
 
 
-def _targets_of(task: str, ds: Any, data_args: Any) -> tuple[Optional[Iterable[Any]], str]:
-    """The target of each row of ``ds`` for ``task`` and the flag naming it (None: the task has no text target)."""
-    columns = list(ds.column_names or [])
-    if task == "summarization" and data_args.summary_column in columns:
-        return ds[data_args.summary_column], "--summary_column"
-    if task == "translation":
-        if data_args.translation_column in columns:
-            lang = data_args.target_lang
-            return ((pair or {}).get(lang) for pair in ds[data_args.translation_column]), "--target_lang"
-        if data_args.target_lang in columns:
-            return ds[data_args.target_lang], "--target_lang"
-    if task == "qa" and data_args.answer_column in columns:
-        return (None if not (a or {}).get("text") else "answer" for a in ds[data_args.answer_column]), "--answer_column"
-    if task == "srl" and data_args.tags_column in columns:
-        tags_per_row = ds[data_args.tags_column]
-        return (None if all(t == "O" for t in (tags or [])) else "tags" for tags in tags_per_row), "--tags_column"
-    return None, ""
-
-
-def check_training_targets(task: str, raw: Mapping[str, Any], data_args: Any) -> None:
+def check_training_targets(spec: Any, raw: Mapping[str, Any], data_args: Any) -> None:
     """Refuse a training split whose every target is empty (blank summaries or translations, no QA answer,
-    only 'O' role tags): the model would learn to output nothing. Some empty targets are only counted."""
+    only 'O' role tags): the model would learn to output nothing. Some empty targets are only counted.
+
+    ``spec`` is the task's :class:`~recipes.core.registry.TaskSpec`; its ``training_targets`` reads the targets.
+    """
     from .data import DataValidationError, locate
 
     ds = raw.get("train") if hasattr(raw, "get") else None
-    if ds is None or not hasattr(ds, "__len__") or len(ds) == 0:
+    if ds is None or not hasattr(ds, "__len__") or len(ds) == 0 or spec.training_targets is None:
         return
-    targets, flag = _targets_of(task, ds, data_args)
-    if targets is None:
+    found = spec.training_targets(ds, data_args)
+    if found is None:
         return
+    targets, flag = found
     empty = [row for row, value in enumerate(targets) if _blank(value)]
     if len(empty) == len(ds):
         source = (getattr(raw, "sources", None) or {}).get("train")
@@ -251,7 +236,7 @@ def check_training_targets(task: str, raw: Mapping[str, Any], data_args: Any) ->
             f"Every training target in {origin} is empty ({flag}, {len(ds)} rows): the model would learn to "
             "output nothing. Check the column/language flags and the data."
         )
-    if empty and task in ("summarization", "translation"):  # (unanswerable QA questions are normal: SQuAD v2)
+    if empty and spec.warn_empty_targets:  # (unanswerable QA questions are normal: SQuAD v2)
         logger.warning(
             "%d of %d training targets (%s) are empty, e.g. %s.",
             len(empty), len(ds), flag, locate(raw, "train", empty[0]),

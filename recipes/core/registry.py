@@ -22,7 +22,7 @@ import importlib
 import importlib.util
 import pkgutil
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
@@ -83,6 +83,10 @@ class TaskSpec:
     # data_columns
     column_specs: Optional[Callable[[Any, str, Sequence[str]], list]] = None
     check_rows: Optional[Callable[[Mapping[str, Any], str, Any], None]] = None  # cross-field row checks per split
+    # (train split, data_args) -> (each row's target, the flag naming it), or None when the split has no target
+    # column: the training-target guard refuses a split whose targets are all empty (recipes.core.guards)
+    training_targets: Optional[Callable[[Any, Any], Optional[tuple[Iterable[Any], str]]]] = None
+    warn_empty_targets: bool = False  # also warn when only some targets are empty (text-to-text tasks)
     # the recipe's own TrainingArguments defaults, (flag name, value) pairs measured in bench/results/ (README)
     training_defaults: tuple[tuple[str, Any], ...] = ()
     # -- publishing --

@@ -89,7 +89,7 @@ def validate_for_task(task: Any, raw: Mapping[str, Any], data_args: Any) -> None
             spec.check_rows(raw, split, data_args)
     from .guards import check_training_targets
 
-    check_training_targets(spec.name, raw, data_args)  # every target empty: the model would learn nothing
+    check_training_targets(spec, raw, data_args)  # every target empty: the model would learn nothing
 
 
 def check_translation_dicts(raw: Mapping[str, Any], split: str, data_args: Any) -> None:
