@@ -88,9 +88,11 @@ def installed(wheel, tmp_path_factory) -> Path:
     env_dir = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
-    # The system's pip, run by the new environment's Python, installs into that environment.
-    result = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
-                            capture_output=True, text=True, timeout=300)
+    # The system's pip, run by the new environment's Python, installs into that environment; --ignore-installed
+    # because the checkout's own editable install (CI's `pip install -e .`) would otherwise satisfy it, leaving
+    # the new environment without the wheel's files.
+    result = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                             "--ignore-installed", str(wheel)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return env_dir
 
