@@ -6,7 +6,8 @@
     python bench/quality.py --smoke --runs_dir /tmp/q --results /tmp/q/r.jsonl   # seconds, on the sample data
     python bench/quality.py render --results bench/results/quality_cpu.jsonl     # README table + curves only
 
-Stages: (1) a tokenizer trained on the pretraining corpus; (2) pretraining of each architecture for at most
+Stages: (1) a tokenizer trained on the pretraining corpus (English Wikipedia plus the German side of the
+translation data, ``--pretrain_mix``); (2) pretraining of each architecture for at most
 ``--pretrain_minutes`` (shared by all tasks; skipped with ``--from_scratch``); (3) for every task, architecture
 and seed, fine-tuning for at most ``--finetune_minutes`` of training time, with an evaluation every
 ``--eval_every_minutes`` on the first ``--eval_subset_size`` validation examples (the learning curve) and a
@@ -81,7 +82,7 @@ def _run(command: list[str], log: Path, env: dict[str, str]) -> tuple[int, float
     return rc, time.time() - started
 
 
-def _results_of(folder: Path) -> dict[str, Any]:
+def results_of(folder: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in ("train_results.json", "eval_results.json", "all_results.json"):
         if (folder / name).is_file():
@@ -132,7 +133,7 @@ class Harness:
             rc, seconds, extra = 0, 0.0, {**extra, "recovered_from_folder": True}
         else:
             rc, seconds = _run(command, self.runs / "logs" / (key.replace("/", "_") + ".log"), self.env)
-        results = _results_of(folder)
+        results = results_of(folder)
         row = {
             "key": key, **extra, "rc": rc, "wall_s": round(seconds, 1),
             "train_minutes": round(results.get("train_runtime", 0.0) / 60, 2),
@@ -154,10 +155,48 @@ class Harness:
                  "--save_total_limit", "1"]
         return flags
 
+    def training_flags(self) -> list[str]:
+        """Learning rate, warm-up and batch size when given on the command line; otherwise nothing, so that each
+        recipe's own measured defaults (``TaskSpec.training_defaults``, shown by ``--help``) apply."""
+        a, flags = self.args, []
+        for flag, value in (("--learning_rate", a.learning_rate), ("--warmup_steps", a.warmup_steps),
+                            ("--per_device_train_batch_size", a.batch_size), ("--weight_decay", a.weight_decay)):
+            if value is not None:
+                flags += [flag, str(value)]
+        return flags
+
+    def pretrain_corpus(self) -> Path:
+        """The pretraining text: ``pretrain/train.jsonl``, plus each ``--pretrain_mix`` ``TASK:COLUMN``'s train-split
+        text as extra documents (e.g. ``translation:de``, the source language of translation, which English
+        Wikipedia lacks). Written under ``--runs_dir`` (a derived working file, not part of the repository)."""
+        a = self.args
+        source = Path(a.data_dir) / "pretrain" / "train.jsonl"
+        if not a.pretrain_mix:
+            return source
+        target = self.runs / "pretrain_corpus" / "train.jsonl"
+        if target.is_file():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial, added = target.with_suffix(".partial"), {}
+        with open(partial, "w", encoding="utf-8") as out:
+            out.write(source.read_text(encoding="utf-8").rstrip("\n") + "\n")
+            for item in a.pretrain_mix:
+                task, _, column = item.partition(":")
+                with open(Path(a.data_dir) / task / "train.jsonl", encoding="utf-8") as handle:
+                    rows = [json.loads(line) for line in handle if line.strip()]
+                if not rows or column not in rows[0]:
+                    raise SystemExit(f"--pretrain_mix {item}: {task}/train.jsonl has no column {column!r}")
+                for row in rows:
+                    out.write(json.dumps({"text": row[column]}, ensure_ascii=False) + "\n")
+                added[item] = len(rows)
+        partial.replace(target)  # complete or absent: an interrupted write is redone
+        self.say(f"[data] pretraining corpus {target}: {source} + {added} documents")
+        return target
+
     def tokenizer(self) -> Path:
         a = self.args
         folder = self.runs / "tokenizer"
-        command = [sys.executable, "-m", "tokenization.train", "--train_file", f"{a.data_dir}/pretrain/train.jsonl",
+        command = [sys.executable, "-m", "tokenization.train", "--train_file", str(self.pretrain_corpus()),
                    "--vocab_size", str(a.vocab_size), "--output_dir", str(folder), "--no_progress", "true",
                    "--overwrite_output_dir", "true"]
         if a.tokenizer_samples:
@@ -181,10 +220,10 @@ class Harness:
         a = self.args
         folder = self.runs / f"pretrained-{architecture}"
         command = [sys.executable, "-m", "recipes.pretrain", "--architecture", architecture,
-                   "--train_file", f"{a.data_dir}/pretrain/train.jsonl",
+                   "--train_file", str(self.pretrain_corpus()),
                    "--validation_file", f"{a.data_dir}/pretrain/validation.jsonl", "--config_name", a.preset,
                    "--tokenizer_name", str(tokenizer), "--block_size", str(a.block_size), "--max_steps", "1000000",
-                   "--max_train_minutes", str(a.pretrain_minutes), "--per_device_train_batch_size", str(a.batch_size),
+                   "--max_train_minutes", str(a.pretrain_minutes), "--per_device_train_batch_size", str(a.pretrain_batch_size),
                    "--learning_rate", str(a.pretrain_learning_rate), "--warmup_steps", "100",
                    "--eval_strategy", "no", "--output_dir", str(folder), *self.common(a.seeds[0]), *a.extra_pretrain]
         self.execute(run_key("pretrain", "pretrain", architecture, a.seeds[0]), command, folder,
@@ -203,8 +242,7 @@ class Harness:
         command = [sys.executable, "-m", module, "--architecture", architecture, *start,
                    "--train_file", f"{a.data_dir}/{task}/train.jsonl", "--validation_file", f"{a.data_dir}/{task}/validation.jsonl",
                    "--do_train", "--do_eval", "--num_train_epochs", "1000", "--max_train_minutes", str(a.finetune_minutes),
-                   "--learning_rate", str(a.learning_rate), "--weight_decay", "0.01", "--warmup_steps", str(a.warmup_steps),
-                   "--per_device_train_batch_size", str(a.batch_size), "--per_device_eval_batch_size", str(a.batch_size * 2),
+                   *self.training_flags(), "--per_device_eval_batch_size", str((a.batch_size or 32) * 2),
                    "--eval_strategy", "no", "--eval_every_minutes", str(a.eval_every_minutes),
                    "--eval_subset_size", str(a.eval_subset_size), "--output_dir", str(folder),
                    # batches of similar length, padded to a multiple of 8: less padding per CPU-minute
@@ -339,14 +377,20 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="scratch runs of " + ", ".join(TASK_TOKENIZERS) + " use a tokenizer trained on the "
                         "task's train split (default true)")
     parser.add_argument("--pretrain_minutes", type=float, default=60.0)
+    parser.add_argument("--pretrain_mix", nargs="*", default=["translation:de"], metavar="TASK:COLUMN",
+                        help="task text added to the pretraining corpus and its tokenizer (default: translation's "
+                        "German side, the source language English Wikipedia lacks); none: English Wikipedia only")
     parser.add_argument("--finetune_minutes", type=float, default=30.0)
     parser.add_argument("--eval_every_minutes", type=float, default=3.0)
     parser.add_argument("--eval_subset_size", type=int, default=200)
     parser.add_argument("--block_size", type=int, default=256)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--learning_rate", type=float, default=5e-4)
+    # None: the recipe's own default (its TaskSpec.training_defaults, else the Trainer's)
+    parser.add_argument("--batch_size", type=int, default=None, help="fine-tuning batch (default: the recipe's)")
+    parser.add_argument("--learning_rate", type=float, default=None, help="fine-tuning LR (default: the recipe's)")
+    parser.add_argument("--weight_decay", type=float, default=None, help="fine-tuning weight decay (default: the recipe's)")
     parser.add_argument("--pretrain_learning_rate", type=float, default=2e-3)
-    parser.add_argument("--warmup_steps", type=float, default=50)
+    parser.add_argument("--pretrain_batch_size", type=int, default=32)
+    parser.add_argument("--warmup_steps", type=float, default=None, help="fine-tuning warm-up (default: the recipe's)")
     parser.add_argument("--logging_steps", type=int, default=25)
     parser.add_argument("--save_steps", type=int, default=500, help="checkpoint interval (resume after an interruption)")
     parser.add_argument("--parallel", type=int, default=1, help="fine-tuning runs at once (1 on a 2-core CPU)")
@@ -360,6 +404,7 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     if args.smoke:
         args.data_dir = str(REPO / "recipes" / "sample_data")
         args.preset, args.vocab_size, args.block_size, args.batch_size = "forge-tiny", 1000, 64, 4
+        args.pretrain_batch_size = 4
         args.pretrain_minutes, args.finetune_minutes, args.eval_every_minutes = 0.03, 0.02, 0.005
         args.eval_subset_size, args.save_steps, args.logging_steps = 4, 5, 1
         args.extra_pretrain = ["--max_train_samples", "40", "--max_eval_samples", "8"] + list(args.extra_pretrain)

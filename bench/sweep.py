@@ -27,28 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def load(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def results_of(folder: Path) -> dict:
-    out: dict = {}
-    for name in ("train_results.json", "eval_results.json", "all_results.json"):
-        if (folder / name).is_file():
-            out.update(json.loads((folder / name).read_text(encoding="utf-8")))
-    return out
+sys.path.insert(0, str(REPO / "bench"))
+from quality import results_of, git_commit, load_records as load  # noqa: E402  (one copy of each)
 
 
 def show(rows: list[dict], keys: list[str]) -> None:

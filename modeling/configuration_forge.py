@@ -5,7 +5,9 @@ compare shapes one to one. The variants beyond BART are a few fields with a smal
 
 * ``position_embedding_type``: ``"sinusoidal"`` (the original Transformer, fixed), ``"learned"`` (a table of
   ``max_position_embeddings`` rows; longer inputs raise), ``"rotary"`` (RoPE on self-attention queries and keys).
-* ``norm_type``: ``"layernorm"`` or ``"rmsnorm"``. Every layer is pre-norm and each stack ends with a final norm.
+* ``norm_type``: ``"layernorm"`` or ``"rmsnorm"``.
+* ``norm_position``: ``"pre"`` (default: norm before each sublayer, a final norm after each stack) or ``"post"`` (the
+  original Transformer's and BART's: norm after each residual sum, and a norm on the embeddings instead of a final one).
 * ``ffn_type``: ``"mlp"`` (``fc2(act(fc1(x)))``, as BART) or ``"gated"`` (``fc2(act(gate(x)) * up(x))``).
   ``ffn_type="gated"`` with ``activation_function="silu"`` is SwiGLU; with ``"gelu"`` it is GeGLU.
 * ``encoder_mixer`` / ``decoder_mixer``: the token-mixing sublayer of each layer: ``"attention"`` (self-attention,
@@ -30,6 +32,7 @@ from transformers.activations import ACT2FN
 
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rotary")
 NORM_TYPES = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
 FFN_TYPES = ("mlp", "gated")
 MIXER_TYPES = ("attention", "conv", "recurrent")
 RECURRENT_CELLS = ("gru", "lstm")
@@ -72,7 +75,10 @@ class ForgeConfig(PreTrainedConfig):
     Args (beyond BART's, which keep BART's meaning):
         position_embedding_type: ``"sinusoidal"``, ``"learned"`` or ``"rotary"``.
         rope_theta: base of the rotary frequencies (``position_embedding_type="rotary"`` only).
-        norm_type: ``"layernorm"`` or ``"rmsnorm"`` (pre-norm everywhere).
+        norm_type: ``"layernorm"`` or ``"rmsnorm"``.
+        norm_position: ``"pre"`` (``x + f(norm(x))``, then a final norm per stack; stable at any depth) or ``"post"``
+            (``norm(x + f(x))``, with a norm on the embedding sum as BART's ``layernorm_embedding``; the original
+            Transformer's placement, which needs warm-up).
         layer_norm_eps: epsilon of every norm.
         ffn_type: ``"mlp"`` or ``"gated"`` (gated + ``activation_function="silu"`` is SwiGLU).
         scale_embedding: multiply token embeddings by ``sqrt(d_model)`` (as the original Transformer).
@@ -118,6 +124,7 @@ class ForgeConfig(PreTrainedConfig):
     position_embedding_type: str = "sinusoidal"
     rope_theta: float = 10000.0
     norm_type: str = "layernorm"
+    norm_position: str = "pre"
     layer_norm_eps: float = 1e-5
     max_position_embeddings: int = 1024
     scale_embedding: bool = True
@@ -165,6 +172,7 @@ class ForgeConfig(PreTrainedConfig):
         choices = {
             "position_embedding_type": POSITION_EMBEDDING_TYPES,
             "norm_type": NORM_TYPES,
+            "norm_position": NORM_POSITIONS,
             "ffn_type": FFN_TYPES,
         }
         for name, allowed in choices.items():
@@ -290,5 +298,5 @@ def _largest_divisor(n: int, at_most: int) -> int:
 
 
 __all__ = [
-    "ForgeConfig", "PRESETS", "POSITION_EMBEDDING_TYPES", "NORM_TYPES", "FFN_TYPES", "MIXER_TYPES", "RECURRENT_CELLS",
+    "ForgeConfig", "PRESETS", "POSITION_EMBEDDING_TYPES", "NORM_TYPES", "NORM_POSITIONS", "FFN_TYPES", "MIXER_TYPES", "RECURRENT_CELLS",
 ]

@@ -328,8 +328,24 @@ def make_norm(config: ForgeConfig) -> nn.Module:
     return nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
 
 
-class ForgeEncoderLayer(GradientCheckpointingLayer):
-    """Pre-norm: x + SelfAttn(norm(x)), then x + FFN(norm(x)).
+class _ResidualNorms:
+    """Where each sublayer's norm sits (``config.norm_position``): before the sublayer or after the residual sum."""
+
+    pre_norm: bool = True
+    dropout: float = 0.0
+
+    def sublayer_input(self, norm: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Pre-norm: the sublayer reads norm(x). Post-norm: it reads x."""
+        return norm(hidden_states) if self.pre_norm else hidden_states
+
+    def add_residual(self, norm: nn.Module, hidden_states: torch.Tensor, sublayer_out: torch.Tensor) -> torch.Tensor:
+        """x + dropout(f): pre-norm returns it as is, post-norm normalises it."""
+        hidden_states = hidden_states + F.dropout(sublayer_out, p=self.dropout, training=self.training)
+        return hidden_states if self.pre_norm else norm(hidden_states)
+
+
+class ForgeEncoderLayer(_ResidualNorms, GradientCheckpointingLayer):
+    """Pre-norm: x + SelfAttn(norm(x)), then x + FFN(norm(x)); post-norm: norm(x + SelfAttn(x)), norm(x + FFN(x)).
 
     With ``encoder_mixer`` "conv" or "recurrent" for this layer, ``mixer_norm`` + ``mixer`` take the place of
     ``self_attn_norm`` + ``self_attn`` (which then do not exist, so attention checkpoints keep their weight names).
@@ -348,6 +364,7 @@ class ForgeEncoderLayer(GradientCheckpointingLayer):
         self.ffn_norm = make_norm(config)
         self.ffn = ForgeFeedForward(config, config.encoder_ffn_dim)
         self.dropout = config.dropout
+        self.pre_norm = config.norm_position == "pre"
 
     def forward(
         self,
@@ -357,20 +374,23 @@ class ForgeEncoderLayer(GradientCheckpointingLayer):
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.mixer is not None:  # conv / recurrent: reads the 2-D padding mask, not the attention mask
-            attn_out = self.mixer(self.mixer_norm(hidden_states), padding_mask=padding_mask)
+            mix_norm = self.mixer_norm
+            attn_out = self.mixer(self.sublayer_input(mix_norm, hidden_states), padding_mask=padding_mask)
         else:
+            mix_norm = self.self_attn_norm
             attn_out, _ = self.self_attn(
-                self.self_attn_norm(hidden_states),
+                self.sublayer_input(mix_norm, hidden_states),
                 attention_mask=attention_mask,
                 position_embeddings=position_embeddings,
             )
-        hidden_states = hidden_states + F.dropout(attn_out, p=self.dropout, training=self.training)
-        ffn_out = self.ffn(self.ffn_norm(hidden_states))
-        return hidden_states + F.dropout(ffn_out, p=self.dropout, training=self.training)
+        hidden_states = self.add_residual(mix_norm, hidden_states, attn_out)
+        ffn_out = self.ffn(self.sublayer_input(self.ffn_norm, hidden_states))
+        return self.add_residual(self.ffn_norm, hidden_states, ffn_out)
 
 
-class ForgeDecoderLayer(GradientCheckpointingLayer):
-    """Pre-norm: x + CausalSelfAttn(norm(x)), x + CrossAttn(norm(x), encoder), x + FFN(norm(x)).
+class ForgeDecoderLayer(_ResidualNorms, GradientCheckpointingLayer):
+    """Pre-norm: x + CausalSelfAttn(norm(x)), x + CrossAttn(norm(x), encoder), x + FFN(norm(x)); post-norm puts
+    each norm after its residual sum instead.
 
     With ``decoder_mixer`` "conv" or "recurrent" for this layer, a causal ``mixer`` (with ``mixer_norm``) replaces
     the causal self-attention; cross-attention stays.
@@ -392,6 +412,7 @@ class ForgeDecoderLayer(GradientCheckpointingLayer):
         self.ffn_norm = make_norm(config)
         self.ffn = ForgeFeedForward(config, config.decoder_ffn_dim)
         self.dropout = config.dropout
+        self.pre_norm = config.norm_position == "pre"
 
     def forward(
         self,
@@ -404,24 +425,26 @@ class ForgeDecoderLayer(GradientCheckpointingLayer):
         padding_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if self.mixer is not None:  # conv / recurrent: its state lives in this layer's slot of the cache
-            attn_out = self.mixer(self.mixer_norm(hidden_states), padding_mask=padding_mask, cache=cache)
+            mix_norm = self.mixer_norm
+            attn_out = self.mixer(self.sublayer_input(mix_norm, hidden_states), padding_mask=padding_mask, cache=cache)
         else:
+            mix_norm = self.self_attn_norm
             attn_out, _ = self.self_attn(
-                self.self_attn_norm(hidden_states),
+                self.sublayer_input(mix_norm, hidden_states),
                 attention_mask=attention_mask,
                 position_embeddings=position_embeddings,
                 cache=cache,
             )
-        hidden_states = hidden_states + F.dropout(attn_out, p=self.dropout, training=self.training)
+        hidden_states = self.add_residual(mix_norm, hidden_states, attn_out)
         cross_out, _ = self.encoder_attn(
-            self.encoder_attn_norm(hidden_states),
+            self.sublayer_input(self.encoder_attn_norm, hidden_states),
             attention_mask=encoder_attention_mask,
             key_value_states=encoder_hidden_states,
             cache=cache,
         )
-        hidden_states = hidden_states + F.dropout(cross_out, p=self.dropout, training=self.training)
-        ffn_out = self.ffn(self.ffn_norm(hidden_states))
-        return hidden_states + F.dropout(ffn_out, p=self.dropout, training=self.training)
+        hidden_states = self.add_residual(self.encoder_attn_norm, hidden_states, cross_out)
+        ffn_out = self.ffn(self.sublayer_input(self.ffn_norm, hidden_states))
+        return self.add_residual(self.ffn_norm, hidden_states, ffn_out)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -537,7 +560,11 @@ class _ForgeStack(ForgePreTrainedModel):
             self.rotary = ForgeRotaryPositions(
                 config.max_position_embeddings, config.d_model // num_heads, config.rope_theta
             )
-        self.final_norm = make_norm(config)
+        # Pre-norm leaves the residual stream unnormalised, so each stack ends with a norm; post-norm's last layer
+        # already ends with one, and its input sum is normalised instead (BART's `layernorm_embedding`).
+        pre_norm = config.norm_position == "pre"
+        self.final_norm = make_norm(config) if pre_norm else nn.Identity()
+        self.embed_norm = None if pre_norm else make_norm(config)
         self.dropout = config.dropout
 
     def _share(self, embed_tokens: nn.Embedding) -> None:
@@ -572,6 +599,8 @@ class _ForgeStack(ForgePreTrainedModel):
             inputs_embeds = inputs_embeds + self.embed_positions(start, length)
         else:
             position_embeddings = self.rotary(start, length)
+        if self.embed_norm is not None:
+            inputs_embeds = self.embed_norm(inputs_embeds)
         return F.dropout(inputs_embeds, p=self.dropout, training=self.training), position_embeddings
 
 

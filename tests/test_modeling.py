@@ -629,10 +629,11 @@ def assert_loads_as_remote_code(model: ForgeForConditionalGeneration, tmp_path: 
 
 
 @pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "learned", "rotary"])
-@pytest.mark.parametrize("norm_type,ffn_type,activation", [("layernorm", "mlp", "gelu"), ("rmsnorm", "gated", "silu")])
-def test_every_variant_trains(position_embedding_type, norm_type, ffn_type, activation):
+@pytest.mark.parametrize("norm_type,ffn_type,activation,norm_position", [
+    ("layernorm", "mlp", "gelu", "pre"), ("rmsnorm", "gated", "silu", "pre"), ("layernorm", "mlp", "gelu", "post")])
+def test_every_variant_trains(position_embedding_type, norm_type, ffn_type, activation, norm_position):
     config = tiny_config(position_embedding_type=position_embedding_type, norm_type=norm_type, ffn_type=ffn_type,
-                         activation_function=activation)
+                         activation_function=activation, norm_position=norm_position)
     model = ForgeForConditionalGeneration(config).train()
     inputs, labels = source_batch(), target_ids()
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -644,6 +645,24 @@ def test_every_variant_trains(position_embedding_type, norm_type, ffn_type, acti
         loss.backward()
         optimizer.step()
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_post_norm_normalises_after_each_residual_sum_and_the_embeddings():
+    """norm_position='post' is BART's layout: norm(x + f(x)) per sublayer, a norm on the embedding sum, no final
+    norm; so every layer's output has zero mean and unit variance per token, and cached generation still equals
+    uncached (greedy and beam)."""
+    model = ForgeForConditionalGeneration(tiny_config(norm_position="post")).eval()
+    names = set(model.state_dict())
+    assert "model.encoder.embed_norm.weight" in names and "model.decoder.embed_norm.weight" in names
+    assert not any("final_norm" in name for name in names)
+    inputs = source_batch(padded=False)
+    states = model.model.encoder(**inputs, output_hidden_states=True).hidden_states
+    for hidden in states[1:]:  # after each layer (the post-norm layer ends with a LayerNorm of unit weight)
+        torch.testing.assert_close(hidden.mean(-1), torch.zeros_like(hidden.mean(-1)), atol=1e-4, rtol=0)
+        torch.testing.assert_close(hidden.var(-1, unbiased=False), torch.ones_like(hidden.mean(-1)), atol=1e-2, rtol=0)
+    tokens = model.generate(**source_batch(), max_new_tokens=8, min_new_tokens=8, do_sample=False, num_beams=2)
+    assert torch.equal(tokens, model.generate(**source_batch(), max_new_tokens=8, min_new_tokens=8, do_sample=False,
+                                              num_beams=2, use_cache=False))
 
 
 @pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "rotary"])
@@ -677,6 +696,7 @@ def test_learned_positions_refuse_inputs_beyond_max_position_embeddings():
         (dict(decoder_attention_heads=5), "decoder_attention_heads"),
         (dict(position_embedding_type="alibi"), "position_embedding_type"),
         (dict(norm_type="batchnorm"), "norm_type"),
+        (dict(norm_position="sandwich"), "norm_position"),
         (dict(ffn_type="moe"), "ffn_type"),
         (dict(activation_function="swishy"), "activation_function"),
         (dict(dropout=1.5), "dropout"),

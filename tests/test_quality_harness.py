@@ -33,6 +33,14 @@ def test_quality_harness_smoke_records_every_run_resumes_and_renders(tmp_path):
         assert "--architecture " + r["architecture"] in r["command"]
         curve = Path(r["output_dir"]) / "learning_curve.jsonl"
         assert curve.is_file() and r["metric"] in json.loads(curve.read_text().splitlines()[0])
+    # the pretraining corpus (and its tokenizer) holds translation's German side next to the English text
+    corpus = (tmp_path / "runs" / "pretrain_corpus" / "train.jsonl").read_text(encoding="utf-8")
+    german = json.loads((REPO / "recipes/sample_data/translation/train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert json.dumps({"text": german["de"]}, ensure_ascii=False) in corpus
+    assert str(tmp_path / "runs" / "pretrain_corpus" / "train.jsonl") in next(
+        r["command"] for r in records if r["key"] == "pretrain/pretrain/forge/seed42")
+    # fine-tuning takes each recipe's own measured defaults unless the harness is told otherwise
+    assert "--learning_rate" not in finetunes[0]["command"]
     bart = next(r for r in finetunes if r["architecture"] == "bart")
     assert json.loads((Path(bart["output_dir"]) / "config.json").read_text())["model_type"] == "bart"
 
