@@ -35,6 +35,7 @@ from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(1, str(REPO))  # `recipes.core` for rendering (run as `python bench/quality.py`, bench/ is on the path)
 from finetune_table import TASKS as PUBLISHED  # noqa: E402  (row labels, metric names, published figures)
 
 # task -> (recipe module, headline metric, issue-13 CPU goal, recipe flags)
