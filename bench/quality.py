@@ -149,11 +149,11 @@ class Harness:
         return row
 
     # ---------------------------------------------------------------------------------------------------
-    def common(self, seed: int) -> list[str]:
+    def common(self, seed: int, save_steps: Optional[int] = None) -> list[str]:
         a = self.args
         flags = ["--report_to", "none", "--disable_tqdm", "true", "--seed", str(seed), "--dataloader_pin_memory", "false",
-                 "--logging_steps", str(a.logging_steps), "--save_strategy", "steps", "--save_steps", str(a.save_steps),
-                 "--save_total_limit", "1"]
+                 "--logging_steps", str(a.logging_steps), "--save_strategy", "steps",
+                 "--save_steps", str(save_steps or a.save_steps), "--save_total_limit", "1"]
         return flags
 
     def training_flags(self) -> list[str]:
@@ -226,7 +226,8 @@ class Harness:
                    "--tokenizer_name", str(tokenizer), "--block_size", str(a.block_size), "--max_steps", "1000000",
                    "--max_train_minutes", str(a.pretrain_minutes), "--per_device_train_batch_size", str(a.pretrain_batch_size),
                    "--learning_rate", str(a.pretrain_learning_rate), "--warmup_steps", "100",
-                   "--eval_strategy", "no", "--output_dir", str(folder), *self.common(a.seeds[0]), *a.extra_pretrain]
+                   "--eval_strategy", "no", "--output_dir", str(folder),
+                   *self.common(a.seeds[0], a.pretrain_save_steps), *a.extra_pretrain]
         self.execute(run_key("pretrain", "pretrain", architecture, a.seeds[0]), command, folder,
                      {"stage": "pretrain", "task": "pretrain", "architecture": architecture, "seed": a.seeds[0],
                       "minutes": a.pretrain_minutes, "metric": "eval_loss"})
@@ -321,7 +322,8 @@ def plot_curves(records: list[dict], out_dir: Path) -> list[Path]:
     from recipes.core.learning_curve import read_learning_curve
 
     written = []
-    runs = [r for r in records if r.get("stage") == "finetune" and r.get("rc") == 0]
+    # the latest record of each run, as in the table (a rerun, e.g. after a model change, replaces the earlier one)
+    runs = list({r["key"]: r for r in records if r.get("stage") == "finetune" and r.get("rc") == 0}.values())
     for task in sorted({r["task"] for r in runs}):
         metric = TASKS[task][1]
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
@@ -391,6 +393,8 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--weight_decay", type=float, default=None, help="fine-tuning weight decay (default: the recipe's)")
     parser.add_argument("--pretrain_learning_rate", type=float, default=2e-3)
     parser.add_argument("--pretrain_batch_size", type=int, default=32)
+    parser.add_argument("--pretrain_save_steps", type=int, default=None,
+                        help="pretraining checkpoint interval (default: --save_steps); a CPU step is slow, so lower")
     parser.add_argument("--warmup_steps", type=float, default=None, help="fine-tuning warm-up (default: the recipe's)")
     parser.add_argument("--logging_steps", type=int, default=25)
     parser.add_argument("--save_steps", type=int, default=500, help="checkpoint interval (resume after an interruption)")

@@ -6,9 +6,10 @@ compare shapes one to one. The variants beyond BART are a few fields with a smal
 * ``position_embedding_type``: ``"sinusoidal"`` (the original Transformer, fixed), ``"learned"`` (a table of
   ``max_position_embeddings`` rows; longer inputs raise), ``"rotary"`` (RoPE on self-attention queries and keys).
 * ``norm_type``: ``"layernorm"`` or ``"rmsnorm"``.
-* ``norm_position``: ``"pre"`` (the class default: norm before each sublayer, a final norm after each stack) or
-  ``"post"`` (the original Transformer's and BART's: norm after each residual sum, and a norm on the embeddings
-  instead of a final one; the forge-tiny and forge-small presets, see ``PRESETS``).
+* ``norm_position``: ``"pre"`` (the default: norm before each sublayer, a final norm after each stack) or ``"post"``
+  (the original Transformer's and BART's: norm after each residual sum, and a norm on the embeddings instead of a
+  final one). Measured on forge-small from scratch (README, "Quality per CPU-minute"): post-norm translated better
+  (Multi30k 39.3 vs 37.0 sacreBLEU in 30 CPU-minutes) but stalled on SST-2 at the same learning rate.
 * ``ffn_type``: ``"mlp"`` (``fc2(act(fc1(x)))``, as BART) or ``"gated"`` (``fc2(act(gate(x)) * up(x))``).
   ``ffn_type="gated"`` with ``activation_function="silu"`` is SwiGLU; with ``"gelu"`` it is GeGLU.
 * ``encoder_mixer`` / ``decoder_mixer``: the token-mixing sublayer of each layer: ``"attention"`` (self-attention,
@@ -39,21 +40,14 @@ MIXER_TYPES = ("attention", "conv", "recurrent")
 RECURRENT_CELLS = ("gru", "lstm")
 
 # Size presets (name -> ForgeConfig keyword arguments). Parameter counts: `python -m modeling`.
-# The shallow presets are post-norm: on Multi30k from scratch (30 CPU-minutes, bench/results/quality_cpu*.jsonl)
-# forge-small reached 39.3 sacreBLEU post-norm against 37.0 pre-norm (BART of the same shape: 38.4), and its
-# training loss matched BART's step for step; span-corruption pretraining was level either way
-# (bench/results/sweep_pretrain.jsonl). The deeper presets keep pre-norm, which trains stably at any depth without
-# a careful warm-up. The class default stays "pre", so a saved folder without the field loads as it was trained.
 PRESETS: dict[str, dict] = {
     "forge-tiny": dict(
         vocab_size=512, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
         decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=128, max_position_embeddings=512,
-        norm_position="post",
     ),
     "forge-small": dict(
         vocab_size=16384, d_model=256, encoder_layers=4, decoder_layers=4, encoder_attention_heads=4,
         decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024, max_position_embeddings=1024,
-        norm_position="post",
     ),
     "forge-base": dict(
         vocab_size=32768, d_model=512, encoder_layers=8, decoder_layers=8, encoder_attention_heads=8,

@@ -2,8 +2,8 @@
 
 ``config.encoder_mixer`` / ``config.decoder_mixer`` pick, per layer, the sublayer that mixes information across
 positions (see ``ForgeConfig.layer_mixers``). Attention lives in ``modeling_forge.py``; this file holds the two
-alternatives and what decoding with a cache needs for them. Each sits in the same pre-norm residual slot as
-self-attention: ``x + dropout(mixer(norm(x)))``.
+alternatives and what decoding with a cache needs for them. Each sits in the same normed residual slot as
+self-attention: ``x + dropout(mixer(norm(x)))`` pre-norm, ``norm(x + dropout(mixer(x)))`` post-norm.
 
 * ``ForgeLightweightConv`` (``"conv"``): the lightweight convolution of Wu et al. 2019, "Pay Less Attention with
   Lightweight and Dynamic Convolutions" (ICLR): a GLU input projection, a depthwise 1-D convolution whose kernel is

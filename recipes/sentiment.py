@@ -48,6 +48,10 @@ SPEC = TaskSpec(
         'print(classifier(["What a wonderful film!", "A dull, lifeless story."]))'
     ),
     sample_input="What a wonderful film!",
+    # what the CPU measurements used (bench/results/explore, quality_cpu.jsonl): a small transformer trained from
+    # scratch learns at 1e-3, not at transformers' 5e-5; batches of similar length waste less on padding
+    training_defaults=(("learning_rate", 1e-3), ("warmup_steps", 200), ("weight_decay", 0.01),
+                       ("per_device_train_batch_size", 64), ("train_sampling_strategy", "group_by_length")),
     main_job_order=1, main_job_data_flags=_named_binary_labels, demo_call=lambda row: ((row["text"],), {}),
 )
 

@@ -144,6 +144,9 @@ SPEC = TaskSpec(
         'print(srl("The committee approved the plan on Monday .", predicate=2))'
     ),
     sample_input="The council [approved] the budget .",
+    # what the CPU measurements used (bench/results/explore, quality_cpu.jsonl); see recipes/sentiment.py
+    training_defaults=(("learning_rate", 1e-3), ("warmup_steps", 200), ("weight_decay", 0.01),
+                       ("per_device_train_batch_size", 32), ("train_sampling_strategy", "group_by_length")),
     main_job_order=5, main_job_flags=("--max_seq_length", "96"),
     demo_call=lambda row: (({"words": row["tokens"], "predicate": row["predicate_index"]},), {}),
 )
