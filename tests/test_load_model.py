@@ -45,3 +45,29 @@ def test_new_task_head_is_not_a_mismatch(tmp_path, tokenizer):
     ForgeForConditionalGeneration(config).save_pretrained(tmp_path)
     model = load_model(_args(tmp_path), AutoModelForSequenceClassification, tokenizer, num_labels=2)
     assert model.config.num_labels == 2
+
+
+def test_task_preset_defaults_apply_to_a_preset_only_and_config_overrides_win(tmp_path, tokenizer):
+    """Translation builds forge-* presets post-norm (its measured default); --config_overrides wins; a pretrained
+    folder and a config folder keep what they say (pre-norm here)."""
+    from transformers import AutoModelForSeq2SeqLM
+
+    from recipes.core.registry import get_task
+
+    defaults = dict(get_task("translation").preset_config_defaults)
+    assert defaults == {"norm_position": "post"}
+    built = load_model(ModelArguments(config_name="forge-tiny"), AutoModelForSeq2SeqLM, tokenizer,
+                       preset_defaults=defaults)
+    assert built.config.norm_position == "post" and built.model.encoder.embed_norm is not None
+    chosen = load_model(ModelArguments(config_name="forge-tiny", config_overrides="norm_position=pre"),
+                        AutoModelForSeq2SeqLM, tokenizer, preset_defaults=defaults)
+    assert chosen.config.norm_position == "pre"
+    assert load_model(ModelArguments(config_name="forge-tiny"), AutoModelForSeq2SeqLM, tokenizer).config.norm_position == "pre"
+    ForgeConfig.from_pretrained("forge-tiny", vocab_size=len(tokenizer)).save_pretrained(tmp_path / "config")
+    from_folder = load_model(ModelArguments(config_name=str(tmp_path / "config")), AutoModelForSeq2SeqLM, tokenizer,
+                             preset_defaults=defaults)
+    assert from_folder.config.norm_position == "pre"
+    ForgeForConditionalGeneration(ForgeConfig.from_pretrained("forge-tiny", vocab_size=len(tokenizer))).save_pretrained(
+        tmp_path / "pretrained")
+    assert load_model(_args(tmp_path / "pretrained"), AutoModelForSeq2SeqLM, tokenizer,
+                      preset_defaults=defaults).config.norm_position == "pre"

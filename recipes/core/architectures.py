@@ -6,7 +6,8 @@ instead of the Forge head, with everything else unchanged (data path, tokenizer,
 result that is worse for Forge than for BART at equal budget points at Forge; equal results point at the budget.
 
 One function maps the shape (:func:`bart_config_from_forge`); the remaining differences are BART's design, not
-the shape: post-norm layers with ``layernorm_embedding`` (Forge: pre-norm with a final norm), learned positions
+the shape: post-norm layers with ``layernorm_embedding`` (Forge: pre-norm with a final norm unless
+``norm_position="post"``, which is BART's layout), learned positions
 with 2 offset rows (Forge default: sinusoidal, no parameters), biases on every projection, and heads for
 sequence classification and QA that run the decoder too (Forge's run the encoder alone).
 

@@ -136,7 +136,8 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
     validate_for_task(spec, raw, data_args)
     overrides = recipe.prepare()
     tokenizer = recipe.tokenizer = load_tokenizer(model_args)
-    model = load_model(model_args, getattr(transformers, spec.auto_class), tokenizer, **overrides)
+    model = load_model(model_args, getattr(transformers, spec.auto_class), tokenizer,
+                       preset_defaults=dict(spec.preset_config_defaults), **overrides)
     recipe.setup_model(model, tokenizer)
     if "train" in raw:
         raw["train"] = recipe.augment(raw["train"])

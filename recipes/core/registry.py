@@ -89,6 +89,9 @@ class TaskSpec:
     warn_empty_targets: bool = False  # also warn when only some targets are empty (text-to-text tasks)
     # the recipe's own TrainingArguments defaults, (flag name, value) pairs measured in bench/results/ (README)
     training_defaults: tuple[tuple[str, Any], ...] = ()
+    # ForgeConfig fields of a model built from a preset name (--config_name forge-small: training from scratch),
+    # measured in bench/results/ (README); --config_overrides wins, a config folder or a pretrained model is untouched
+    preset_config_defaults: tuple[tuple[str, Any], ...] = ()
     # -- publishing --
     usage: str = ""  # the card's usage snippet; "{model_id}" is replaced by the repo id / folder
     sample_input: Any = None  # what the upload pre-flight passes the pipeline (a dict: keyword arguments)

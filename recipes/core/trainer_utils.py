@@ -167,7 +167,9 @@ def load_tokenizer(model_args: Any) -> Any:
     return tokenizer
 
 
-def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overrides: Any) -> Any:
+def load_model(
+    model_args: Any, auto_class: Any, tokenizer: Any, preset_defaults: Optional[dict] = None, **config_overrides: Any
+) -> Any:
     """A Forge model for ``auto_class`` (e.g. ``AutoModelForSequenceClassification``).
 
     From ``--model_name_or_path`` (a pretrained or fine-tuned folder; a missing task head is newly
@@ -175,7 +177,9 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
     config of ``--config_name`` sized to the tokenizer. ``config_overrides`` (num_labels, id2label,
     ...) and the dropout knobs / ``--config_overrides`` of ``model_args`` are applied to the config.
     ``--architecture bart`` builds the BART control of the same shape instead (``recipes/core/architectures.py``);
-    ``--init_embeddings`` fills embedding rows from word vectors (from scratch only).
+    ``--init_embeddings`` fills embedding rows from word vectors (from scratch only). ``preset_defaults``
+    (the task's ``TaskSpec.preset_config_defaults``) apply to a model built from a preset name only, below
+    ``--config_overrides``.
     """
     from .layout import modeling  # registers Forge with the Auto classes
 
@@ -212,7 +216,14 @@ def load_model(model_args: Any, auto_class: Any, tokenizer: Any, **config_overri
             "bos_token_id": tokenizer.bos_token_id,
             "eos_token_id": tokenizer.eos_token_id,
         }
-        config = modeling.ForgeConfig.from_pretrained(model_args.config_name, **{**special, **overrides})
+        preset = {}
+        if preset_defaults and model_args.config_name in modeling.PRESETS and not os.path.exists(model_args.config_name):
+            preset = {k: v for k, v in preset_defaults.items() if k not in overrides}
+            if preset:
+                logger.info("This recipe builds %s with %s (its measured default for a model trained from scratch; "
+                            "--config_overrides changes it)", model_args.config_name,
+                            ", ".join(f"{k}={v}" for k, v in preset.items()))
+        config = modeling.ForgeConfig.from_pretrained(model_args.config_name, **{**special, **preset, **overrides})
         if architecture != "forge":
             from .architectures import load_bart_model
 
