@@ -277,7 +277,7 @@ class Harness:
         else:
             for task, architecture, seed in jobs:
                 self.finetune(task, architecture, seed, bases[architecture], tokenizer)
-        if not a.dry_run:
+        if not a.dry_run and a.tasks:
             render(self.results, a.tasks)
 
 
@@ -367,7 +367,8 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--data_dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--runs_dir", default="outputs/quality", help="model folders and logs")
     parser.add_argument("--results", default="bench/results/quality_cpu.jsonl", help="JSONL, one record per run")
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
+    parser.add_argument("--tasks", nargs="*", default=list(TASKS), choices=list(TASKS),
+                        help="tasks to fine-tune (default: all five); none: the tokenizer and pretraining only")
     parser.add_argument("--architectures", nargs="+", default=["forge", "bart"], choices=["forge", "bart"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
     parser.add_argument("--second_seed_task", choices=list(TASKS), default=None,
