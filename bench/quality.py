@@ -258,10 +258,14 @@ class Harness:
         a = self.args
         # the pretraining corpus's tokenizer, unless every run is a scratch run on a task tokenizer of its own
         own = a.from_scratch and a.task_tokenizers and all(task in TASK_TOKENIZERS for task in a.tasks)
-        tokenizer = None if own else self.tokenizer()
         bases: dict[str, Optional[Path]] = {}
-        for architecture in a.architectures:
-            bases[architecture] = None if a.from_scratch else self.pretrain(architecture, tokenizer)
+        if a.pretrained:  # an existing pretrained folder (its own tokenizer): fine-tuning only
+            tokenizer = Path(a.pretrained)
+            bases = {architecture: tokenizer for architecture in a.architectures}
+        else:
+            tokenizer = None if own else self.tokenizer()
+            for architecture in a.architectures:
+                bases[architecture] = None if a.from_scratch else self.pretrain(architecture, tokenizer)
         jobs = [
             (task, architecture, seed)
             for task in a.tasks
@@ -377,6 +381,9 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--vocab_size", type=int, default=16384)
     parser.add_argument("--tokenizer_samples", type=int, default=None)
     parser.add_argument("--from_scratch", action="store_true", help="skip pretraining")
+    parser.add_argument("--pretrained", default=None, metavar="FOLDER",
+                        help="fine-tune from this pretrained folder of the one --architectures given (e.g. a learning-"
+                        "rate sweep on one pretraining run): no tokenizer or pretraining stage")
     parser.add_argument("--task_tokenizers", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
                         help="scratch runs of " + ", ".join(TASK_TOKENIZERS) + " use a tokenizer trained on the "
                         "task's train split (default true)")
@@ -407,6 +414,8 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long end-to-end check: sample data, forge-tiny, tiny budgets and slices")
     args = parser.parse_args(argv)
+    if args.pretrained and (args.from_scratch or len(args.architectures) != 1):
+        parser.error("--pretrained FOLDER fine-tunes that one model: give one --architectures and no --from_scratch")
     if args.smoke:
         args.data_dir = str(REPO / "recipes" / "sample_data")
         args.preset, args.vocab_size, args.block_size, args.batch_size = "forge-tiny", 1000, 64, 4

@@ -92,6 +92,42 @@ def test_recipe_training_defaults_apply_unless_given(tmp_path):
         with_defaults(ForgeTrainingArguments, (("not_a_field", 1),))
 
 
+def test_given_fields_counts_what_the_user_wrote(tmp_path):
+    """A run-dependent default must not replace a value the user chose, even one equal to the plain default."""
+    from recipes.core.args import given_fields
+
+    types = (ModelArguments, SentimentDataArguments, ForgeTrainingArguments)
+    argv = ["--model_name_or_path", "m", "--learning_rate=1e-3", "--warmup_st", "5", "--output_dir", "o", "--do_train"]
+    assert given_fields(*types, args=argv) == {"model_name_or_path", "learning_rate", "warmup_steps", "output_dir",
+                                               "do_train"}
+    assert given_fields(*types, args=[]) == frozenset()
+    path = tmp_path / "run.yaml"
+    path.write_text("output_dir: o\nweight_decay: 0.0\n")
+    assert given_fields(*types, args=[str(path)]) == {"output_dir", "weight_decay"}
+
+
+def test_pretrained_start_defaults_apply_unless_given(tmp_path):
+    """TaskSpec.pretrained_training_defaults replace the from-scratch defaults for a run that fine-tunes
+    --model_name_or_path, never a flag the user gave, and --help names both."""
+    import contextlib
+    import io
+
+    from recipes.core.args import apply_pretrained_defaults, build_parser, given_fields, with_defaults
+
+    scratch, pretrained = (("learning_rate", 1e-3), ("warmup_steps", 200)), (("learning_rate", 2e-4),)
+    types = (ModelArguments, SentimentDataArguments, with_defaults(ForgeTrainingArguments, scratch, pretrained))
+    for argv, expected in ((["--output_dir", str(tmp_path)], 2e-4),
+                           (["--output_dir", str(tmp_path), "--learning_rate", "1e-3"], 1e-3)):
+        _, _, training_args = parse_args(*types, args=argv)
+        changed = apply_pretrained_defaults(training_args, pretrained, given_fields(*types, args=argv))
+        assert training_args.learning_rate == expected and training_args.warmup_steps == 200
+        assert changed == ({"learning_rate": 2e-4} if expected == 2e-4 else {})
+    help_text = io.StringIO()
+    with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+        build_parser(*types).parse_args(["--help"])
+    assert "(this recipe's default: 0.001; from --model_name_or_path: 0.0002)" in " ".join(help_text.getvalue().split())
+
+
 def test_config_overrides_and_dropout_knobs():
     args = ModelArguments(dropout=0.2, config_overrides="d_model=48, norm_type=rmsnorm,tie_word_embeddings=false")
     assert args.config_kwargs() == {"dropout": 0.2, "d_model": 48, "norm_type": "rmsnorm", "tie_word_embeddings": False}

@@ -582,7 +582,8 @@ class ForgeSeq2SeqTrainingArguments(ForgeRunArguments, Seq2SeqTrainingArguments)
 
 
 @functools.cache
-def with_defaults(base: type, defaults: tuple[tuple[str, Any], ...]) -> type:
+def with_defaults(base: type, defaults: tuple[tuple[str, Any], ...],
+                  pretrained: tuple[tuple[str, Any], ...] = ()) -> type:
     """``base`` (a TrainingArguments dataclass) with other default values: a task recipe's own defaults.
 
     The task's :class:`~recipes.core.registry.TaskSpec` lists them (``training_defaults``): the settings that
@@ -590,17 +591,25 @@ def with_defaults(base: type, defaults: tuple[tuple[str, Any], ...]) -> type:
     learning rate than transformers' 5e-5, meant for fine-tuning large pretrained models). A flag or a config
     file key still wins; ``--help`` shows each recipe default. A dataclass subclass (as transformers'
     Seq2SeqTrainingArguments is of TrainingArguments) keeps every field, check and JSON export of ``base``.
+
+    ``pretrained`` (``TaskSpec.pretrained_training_defaults``) are the values a run starting from
+    ``--model_name_or_path`` uses instead (:func:`apply_pretrained_defaults`); here they only join the help text.
     """
-    if not defaults:
+    if not defaults and not pretrained:
         return base
     hints = typing.get_type_hints(base)  # resolved types: HfArgumentParser reads them from the new class
+    scratch, from_pretrained = dict(defaults), dict(pretrained)
     new_fields = []
-    for name, value in defaults:
+    for name in [*scratch, *(n for n in from_pretrained if n not in scratch)]:
         if name not in base.__dataclass_fields__:
             raise ValueError(f"training default {name!r} is not a field of {base.__name__}.")
         old = base.__dataclass_fields__[name]
+        value = scratch.get(name, old.default)
         help_text = (old.metadata.get("help") or "").rstrip()
-        metadata = {**old.metadata, "help": f"{help_text} (this recipe's default: {value})".strip()}
+        notes = [f"this recipe's default: {value}"] if name in scratch else []
+        if name in from_pretrained:
+            notes.append(f"from --model_name_or_path: {from_pretrained[name]}")
+        metadata = {**old.metadata, "help": f"{help_text} ({'; '.join(notes)})".strip()}
         new_fields.append((name, hints[name], field(default=value, metadata=metadata)))
     cls = dataclasses.make_dataclass(base.__name__, new_fields, bases=(base,))
     cls.__module__, cls.__qualname__, cls.__doc__ = base.__module__, base.__qualname__, base.__doc__
@@ -645,6 +654,38 @@ def parse_args(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> 
         if base is not None:
             obj.__class__ = base
     return tuple(parsed)
+
+
+def given_fields(*dataclass_types: type, args: Optional[Sequence[str]] = None) -> frozenset[str]:
+    """The fields that ``args`` (the command line, or one config file) sets explicitly, whatever their value.
+
+    A default that depends on the run (:func:`apply_pretrained_defaults`) must not replace a value the user chose,
+    even one equal to the plain default; argparse itself answers this when every default is suppressed (so
+    abbreviated flags and ``--flag=value`` count too).
+    """
+    argv = list(sys.argv[1:] if args is None else args)
+    if len(argv) == 1 and argv[0].lower().endswith(CONFIG_FILE_SUFFIXES):
+        return frozenset(_read_config_file(Path(argv[0]), dataclass_types))
+    parser = HfArgumentParser(dataclass_types, argument_default=argparse.SUPPRESS)
+    for action in parser._actions:  # HfArgumentParser sets each field's default on its action explicitly
+        action.default, action.required = argparse.SUPPRESS, False
+    namespace, _ = parser.parse_known_args(argv)
+    return frozenset(vars(namespace))
+
+
+def apply_pretrained_defaults(training_args: Any, defaults: Sequence[tuple[str, Any]], given: frozenset[str]) -> dict:
+    """Set the task's defaults for a run that starts from a pretrained model (``--model_name_or_path``).
+
+    A from-scratch transformer wants a high learning rate (the recipes' ``training_defaults``); a pretrained one
+    loses what it learned at that rate (``TaskSpec.pretrained_training_defaults``, measured in bench/results/).
+    Flags the user gave (``given``, :func:`given_fields`) win. Returns what was changed.
+    """
+    changed = {}
+    for name, value in defaults:
+        if name not in given and getattr(training_args, name) != value:
+            setattr(training_args, name, value)
+            changed[name] = value
+    return changed
 
 
 def build_parser(*dataclass_types: type, prog: Optional[str] = None,

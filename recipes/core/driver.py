@@ -19,7 +19,9 @@ import transformers
 
 from ..privacy.dp import trainer_class as private_trainer_class
 
-from .args import ForgeTrainingArguments, ModelArguments, parse_args, with_defaults
+from .args import (
+    ForgeTrainingArguments, ModelArguments, apply_pretrained_defaults, given_fields, parse_args, with_defaults,
+)
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
 from .registry import TaskSpec
@@ -121,15 +123,24 @@ class TaskRecipe:
 
 def task_argument_types(spec: TaskSpec) -> tuple[type, type, type]:
     """The dataclasses a task recipe's command line is parsed into: model, the task's data, the Trainer's."""
-    training = with_defaults(spec.recipe.training_args_class, spec.training_defaults)
+    training = with_defaults(spec.recipe.training_args_class, spec.training_defaults, spec.pretrained_training_defaults)
     return ModelArguments, spec.data_args_class, training
 
 
 def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Fine-tune a Forge model for ``spec`` with the command line ``argv`` (or one JSON/YAML path); returns eval metrics."""
     started = time.time()
-    model_args, data_args, training_args = parse_args(*task_argument_types(spec), args=argv)
+    types = task_argument_types(spec)
+    model_args, data_args, training_args = parse_args(*types, args=argv)
+    if model_args.model_name_or_path and spec.pretrained_training_defaults:
+        changed = apply_pretrained_defaults(training_args, spec.pretrained_training_defaults,
+                                            given_fields(*types, args=argv))
+    else:
+        changed = {}
     resume = start_run(training_args, model_args, data_args)
+    if changed:
+        logger.info("Fine-tuning a pretrained model: the %s recipe's defaults for it apply (%s); flags override them.",
+                    spec.name, ", ".join(f"--{k} {v}" for k, v in changed.items()))
     recipe: TaskRecipe = spec.recipe(spec, model_args, data_args, training_args)
 
     raw = recipe.raw = select_samples(load_raw_datasets(data_args, model_args.cache_dir, training_args.seed), data_args)
