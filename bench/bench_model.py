@@ -47,8 +47,9 @@ import torch
 import transformers
 from transformers import BartConfig, BartForConditionalGeneration, GenerationConfig
 
-from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration, ForgeForSequenceClassification
-from recipes.core.mfu import train_flops  # one FLOP count for the bench and the pretraining recipe's MFU
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/bench_model.py`: the checkout
+from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration, ForgeForSequenceClassification  # noqa: E402
+from recipes.core.mfu import train_flops  # noqa: E402 - one FLOP count for the bench and the pretraining recipe's MFU
 
 
 STRUCTURAL_DIFFERENCES = [

@@ -16,8 +16,11 @@ import argparse
 import importlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as `python bench/compare_loss.py`: the checkout
 
 RECIPES = ("sentiment", "translation", "summarization", "qa", "srl")
 
