@@ -44,8 +44,11 @@ from .core.distributed import gathered_model
 from .core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
 from .core.mfu import pretraining_mfu
 from .core.safety import (
-    ForgeTrainer, check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
+    check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
 )
+# the recipes' Trainer: under --max_train_minutes its schedule decays over the budget (recipes.core.trainers); the
+# safety layer's class alone kept a time-capped pretraining at its peak rate (cosine over --max_steps 1000000)
+from .core.trainers import ForgeTrainer
 from .core.trainer_utils import check_vocab_matches, start_run, train
 from .core.registry import TaskSpec
 from .core.pretraining import (

@@ -197,6 +197,15 @@ def test_learning_rate_anneals_over_the_time_budget(tmp_path, scheduler_type, an
                                          abs=1e-3)
 
 
+def test_time_capped_pretraining_anneals_too():
+    """The pretraining recipe runs on the same budget-annealed Trainer: it used the safety layer's class alone, so a
+    60-minute pretraining stayed at its peak rate throughout (cosine over --max_steps 1000000)."""
+    from recipes import pretrain
+    from recipes.core.trainers import _BudgetSchedule
+
+    assert issubclass(pretrain.ForgeTrainer, _BudgetSchedule)
+
+
 def test_task_tokenizer_from_named_columns(tmp_path):
     """python -m tokenization.train --text_columns de en: one joint vocabulary for source and target."""
     rows = [json.loads(line) for line in (SAMPLE_DIR / "translation" / "train.jsonl").read_text().splitlines()]
