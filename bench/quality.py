@@ -175,7 +175,15 @@ class Harness:
         if not a.pretrain_mix:
             return source
         target = self.runs / "pretrain_corpus" / "train.jsonl"
+        recipe = target.with_name("mix.json")  # what the file was built from: a different mix must not reuse it
+        wanted = {"source": str(source), "mix": list(a.pretrain_mix)}
         if target.is_file():
+            built = json.loads(recipe.read_text(encoding="utf-8")) if recipe.is_file() else None
+            if built is None:  # written before mix.json existed: it is what this command would build
+                recipe.write_text(json.dumps(wanted) + "\n", encoding="utf-8")
+            elif {k: built.get(k) for k in wanted} != wanted:
+                raise SystemExit(f"{target} was built from {built}, not {wanted}: give another --runs_dir (or delete "
+                                 f"{target.parent} to rebuild it).")
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         partial, added = target.with_suffix(".partial"), {}
@@ -191,6 +199,7 @@ class Harness:
                     out.write(json.dumps({"text": row[column]}, ensure_ascii=False) + "\n")
                 added[item] = len(rows)
         partial.replace(target)  # complete or absent: an interrupted write is redone
+        recipe.write_text(json.dumps({**wanted, "documents_added": added}) + "\n", encoding="utf-8")
         self.say(f"[data] pretraining corpus {target}: {source} + {added} documents")
         return target
 
@@ -289,19 +298,24 @@ class Harness:
 # Rendering: README table and learning curves
 # ---------------------------------------------------------------------------------------------------------
 def quality_table(records: list[dict], tasks: Optional[list[str]] = None) -> str:
-    """Markdown: one row per task, Forge and BART side by side (mean of seeds, spread when there are two)."""
+    """Markdown: one row per task; a column per start (scratch, pretrained) and architecture that has a run, Forge
+    and BART side by side (mean of seeds, both values when there are two)."""
     finished = [r for r in records if r.get("stage") == "finetune" and r.get("rc") == 0 and r.get("value") is not None]
     latest: dict[str, dict] = {r["key"]: r for r in finished}  # a rerun replaces an earlier record
-    lines = ["| task (validation split) | metric | goal | Forge | BART | minutes | load avg (start-end) |",
-             "|---|---|---:|---:|---:|---:|---|"]
-    for task in tasks or list(TASKS):
+    chosen = [t for t in tasks or list(TASKS) if any(r["task"] == t for r in latest.values())]
+    columns = [(init, arch) for init in ("scratch", "pretrained") for arch in ("forge", "bart")
+               if any(r.get("init", "scratch") == init and r["architecture"] == arch and r["task"] in chosen
+                      for r in latest.values())]
+    names = [f"{ARCH_NAMES[arch]} {init}" if any(i != "scratch" for i, _ in columns) else ARCH_NAMES[arch]
+             for init, arch in columns]
+    lines = ["| task (validation split) | metric | goal | " + " | ".join(names) + " | minutes | load avg (start-end) |",
+             "|---|---|---:|" + "---:|" * len(columns) + "---:|---|"]
+    for task in chosen:
         _, metric, goal, _ = TASKS[task]
         rows = [r for r in latest.values() if r["task"] == task]
-        if not rows:
-            continue
         cells = []
-        for architecture in ("forge", "bart"):
-            values = [r["value"] for r in rows if r["architecture"] == architecture]
+        for init, architecture in columns:
+            values = [r["value"] for r in rows if r["architecture"] == architecture and r.get("init", "scratch") == init]
             if not values:
                 cells.append("-")
             elif len(values) == 1:
@@ -312,7 +326,7 @@ def quality_table(records: list[dict], tasks: Optional[list[str]] = None) -> str
         label = PUBLISHED.get(task, (task,))[0]
         minutes = max(r.get("train_minutes", 0) for r in rows)
         loads = f"{min(r['loadavg_start'][0] for r in rows):.1f}-{max(r['loadavg_end'][0] for r in rows):.1f}"
-        lines.append(f"| {label} | {metric.removeprefix('eval_')} | {goal:g} | {cells[0]} | {cells[1]} | {minutes:.1f} | {loads} |")
+        lines.append(f"| {label} | {metric.removeprefix('eval_')} | {goal:g} | {' | '.join(cells)} | {minutes:.1f} | {loads} |")
     return "\n".join(lines)
 
 

@@ -45,7 +45,7 @@ def test_quality_harness_smoke_records_every_run_resumes_and_renders(tmp_path):
     assert json.loads((Path(bart["output_dir"]) / "config.json").read_text())["model_type"] == "bart"
 
     table = (results.parent / "quality_table.md").read_text()
-    assert "| Forge | BART |" in table and len(table.strip().splitlines()) == 3  # header, rule, one task row
+    assert "| Forge pretrained | BART pretrained |" in table and len(table.strip().splitlines()) == 3  # one task
     assert "(" in table.splitlines()[2]  # two seeds: the mean and both values
     assert (results.parent / "quality_curves" / "learning_curve_sentiment.png").is_file()
 
@@ -61,7 +61,26 @@ def test_quality_table_puts_forge_and_bart_side_by_side_with_the_seed_spread():
         for k, a, s, v in (("a", "forge", 42, 80.0), ("b", "forge", 43, 82.0), ("c", "bart", 42, 79.5))
     ]
     table = quality.quality_table(rows)
+    assert "| Forge | BART |" in table
     assert "| SST-2 sentiment (872) | accuracy | 83 | 81.0 (80.0, 82.0) | 79.5 | 30.0 | 0.1-1.2 |" in table
+    # a pretrained start is its own column, never averaged with the scratch runs as if it were a seed
+    rows.append({**rows[0], "key": "d", "init": "pretrained", "value": 84.0})
+    table = quality.quality_table(rows)
+    assert "| Forge scratch | BART scratch | Forge pretrained |" in table
+    assert "| SST-2 sentiment (872) | accuracy | 83 | 81.0 (80.0, 82.0) | 79.5 | 84.0 | 30.0 | 0.1-1.2 |" in table
+
+
+def test_pretraining_corpus_is_not_reused_for_another_mix(tmp_path):
+    """The mixed corpus is reused by a rerun (resume), never by a command that asks for a different mix."""
+    data = REPO / "recipes" / "sample_data"
+    first = quality.Harness(quality.parse(["--data_dir", str(data), "--runs_dir", str(tmp_path)]))
+    corpus = first.pretrain_corpus()
+    assert json.loads((corpus.parent / "mix.json").read_text())["mix"] == ["translation:de"]
+    assert quality.Harness(quality.parse(["--data_dir", str(data), "--runs_dir", str(tmp_path)])).pretrain_corpus() == corpus
+    other = quality.Harness(quality.parse(["--data_dir", str(data), "--runs_dir", str(tmp_path),
+                                           "--pretrain_mix", "translation:en"]))
+    with pytest.raises(SystemExit, match="another --runs_dir"):
+        other.pretrain_corpus()
 
 
 def test_gpu_quality_script_dry_run_lists_the_bf16_runs():
