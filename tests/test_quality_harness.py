@@ -83,6 +83,19 @@ def test_pretraining_corpus_is_not_reused_for_another_mix(tmp_path):
         other.pretrain_corpus()
 
 
+def test_pretrained_folder_is_fine_tuned_without_tokenizer_or_pretraining_stage(tmp_path, capsys):
+    """--pretrained FOLDER: a learning-rate sweep on one pretraining run fine-tunes that folder and nothing else."""
+    folder = tmp_path / "pretrained-forge"
+    quality.Harness(quality.parse(["--pretrained", str(folder), "--architectures", "forge", "--tasks", "srl",
+                                   "--runs_dir", str(tmp_path), "--results", str(tmp_path / "r.jsonl"),
+                                   "--dry_run"])).run()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(lines) == 1 and lines[0].startswith("[run ] finetune-pretrained/srl/forge/seed42:")
+    assert f"--model_name_or_path {folder} " in lines[0]
+    with pytest.raises(SystemExit):
+        quality.parse(["--pretrained", str(folder)])  # two architectures cannot share one pretrained folder
+
+
 def test_gpu_quality_script_dry_run_lists_the_bf16_runs():
     """bench/gpu_quality.sh --dry-run (no GPU needed): tokenizer, bf16 pretraining, the five tasks in bf16."""
     out = subprocess.run(["bash", "bench/gpu_quality.sh", "--dry-run"], cwd=REPO, check=True, capture_output=True,
