@@ -195,9 +195,12 @@ class Harness:
                     rows = [json.loads(line) for line in handle if line.strip()]
                 if not rows or column not in rows[0]:
                     raise SystemExit(f"--pretrain_mix {item}: {task}/train.jsonl has no column {column!r}")
-                for row in rows:
-                    out.write(json.dumps({"text": row[column]}, ensure_ascii=False) + "\n")
-                added[item] = len(rows)
+                # a token-list column (SRL's tokens) becomes its sentence; a text repeated over rows (SQuAD's
+                # contexts, one per question) is added once
+                texts = dict.fromkeys(" ".join(v) if isinstance(v, list) else str(v) for v in (r[column] for r in rows))
+                for text in texts:
+                    out.write(json.dumps({"text": text}, ensure_ascii=False) + "\n")
+                added[item] = len(texts)
         partial.replace(target)  # complete or absent: an interrupted write is redone
         recipe.write_text(json.dumps({**wanted, "documents_added": added}) + "\n", encoding="utf-8")
         self.say(f"[data] pretraining corpus {target}: {source} + {added} documents")

@@ -81,6 +81,14 @@ def test_pretraining_corpus_is_not_reused_for_another_mix(tmp_path):
                                            "--pretrain_mix", "translation:en"]))
     with pytest.raises(SystemExit, match="another --runs_dir"):
         other.pretrain_corpus()
+    # task text for task-adaptive pretraining: SRL's token lists as sentences, QA's repeated contexts once
+    mixed = quality.Harness(quality.parse(["--data_dir", str(data), "--runs_dir", str(tmp_path / "tapt"),
+                                           "--pretrain_mix", "srl:tokens", "qa:context"])).pretrain_corpus()
+    texts = [json.loads(line)["text"] for line in mixed.read_text(encoding="utf-8").splitlines()]
+    srl = json.loads((data / "srl" / "train.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    contexts = [json.loads(line)["context"] for line in (data / "qa" / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert " ".join(srl["tokens"]) in texts and all(isinstance(t, str) for t in texts)
+    assert sum(t in set(contexts) for t in texts) == len(set(contexts))
 
 
 def test_pretrained_folder_is_fine_tuned_without_tokenizer_or_pretraining_stage(tmp_path, capsys):
