@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"  largest dims after layer 1: {row['top_dims_after_layer_1']} mean |x| {row['top_dims_mean_abs']} "
               f"std/mean over tokens {row['top_dims_relative_std']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"sentences": SENTENCES, "models": results}, indent=1) + "\n")
+        record = {"command": " ".join(["python", "bench/residual_norms.py", *(argv if argv is not None else sys.argv[1:])]),
+                  "sentences": SENTENCES, "models": results}
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     return results
 
 
