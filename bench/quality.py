@@ -272,8 +272,8 @@ class Harness:
         own = a.from_scratch and a.task_tokenizers and all(task in TASK_TOKENIZERS for task in a.tasks)
         bases: dict[str, Optional[Path]] = {}
         if a.pretrained:  # an existing pretrained folder (its own tokenizer): fine-tuning only
-            tokenizer = Path(a.pretrained)
-            bases = {architecture: tokenizer for architecture in a.architectures}
+            tokenizer = folder = Path(a.pretrained)
+            bases = {architecture: folder for architecture in a.architectures}
         else:
             tokenizer = None if own else self.tokenizer()
             for architecture in a.architectures:

@@ -132,11 +132,9 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
     started = time.time()
     types = task_argument_types(spec)
     model_args, data_args, training_args = parse_args(*types, args=argv)
-    if model_args.model_name_or_path and spec.pretrained_training_defaults:
-        changed = apply_pretrained_defaults(training_args, spec.pretrained_training_defaults,
-                                            given_fields(*types, args=argv))
-    else:
-        changed = {}
+    changed = apply_pretrained_defaults(  # a pretrained start: the task's defaults for it, unless flags say otherwise
+        training_args, spec.pretrained_training_defaults, given_fields(*types, args=argv)
+    ) if model_args.model_name_or_path and spec.pretrained_training_defaults else {}
     resume = start_run(training_args, model_args, data_args)
     if changed:
         logger.info("Fine-tuning a pretrained model: the %s recipe's defaults for it apply (%s); flags override them.",
