@@ -178,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--what", default="train", choices=("train", "greedy", "beam4", "encoder", "decode_step"))
     parser.add_argument("--preset", default="forge-small")
+    parser.add_argument("--vocab", type=int, default=None, help="vocabulary size of both models (default: preset)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--src-len", type=int, default=128)
     parser.add_argument("--tgt-len", type=int, default=64)
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     bench = _load_bench()
     device = torch.device("cpu")
-    pair = bench.build_pair(args.preset, "sdpa", None, device)
+    pair = bench.build_pair(args.preset, "sdpa", None, device, {"vocab_size": args.vocab} if args.vocab else None)
     vocab = pair["forge"].config.vocab_size
     if args.what == "decode_step":  # Forge only: the split follows Forge's module names
         batch = bench.make_batch(vocab, args.batch, args.src_len, 1, device, seed=1)

@@ -70,6 +70,20 @@ def test_scaling_rows_and_goals(results):
     assert [r["src_len"] for r in rows] == [16, 32]
     assert "memory_exponent" in rows[1]["forge"] and "memory_exponent" in rows[1]["bart"]
     assert len(out["goals"]) == 4 and all(isinstance(g["met"], bool) for g in out["goals"].values())
+    assert "batch-1 greedy <= 2.2 ms per new token" in out["goals"]
+
+
+def test_single_request_latency(results):
+    """Issue 19: batch-1 greedy generate() in ms per new token, and a whole pipeline call (tokenize, generate,
+    decode) on a 20-word request, for both models through the same pipeline class."""
+    out, _ = results
+    for key, field in (("latency_greedy_batch1", "ms_per_new_token"), ("latency_pipeline", "latency_ms")):
+        for model in ("forge", "bart"):
+            assert _finite_positive(out[key][model][field]), (key, model)
+        assert _finite_positive(out[key]["ratio"])
+    assert out["latency_greedy_batch1"]["shape"]["batch"] == 1
+    assert out["latency_pipeline"]["shape"]["input_words"] == 20
+    assert "| pipeline latency ms" in out["table"]
 
 
 def test_json_round_trip_and_table(results):
@@ -145,3 +159,57 @@ def test_every_bench_script_runs_as_its_readme_says(script, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage" in done.stdout.lower()
+
+
+def test_ab_versions_compares_two_commits_in_one_process(tmp_path):
+    """bench/ab_versions.py imports modeling/ at an older commit beside the current one, gives both the same weights,
+    checks they generate the same tokens and times them interleaved (the 'nothing got slower' check of issue 15)."""
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("git") is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("needs a git checkout (the older modeling/ comes from `git archive`)")
+    path = tmp_path / "ab.json"
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "ab_versions.py"), "--ref", "HEAD", "--quick",
+                           "--threads", "1", "--json", str(path)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(path.read_text())
+    assert report["same_greedy_tokens"] is True
+    for key in ("train_tokens", "greedy", "beam4", "greedy_batch1", "encoder_tokens"):
+        assert _finite_positive(report[key]["ratio_new_over_old"]), key
+
+
+def test_compiled_training_measurement(bench, tmp_path):
+    """--compiled-training times eager and torch.compile training steps of both models in one interleaved run and
+    adds issue 19's compiled-vs-eager goal (ratios only; timings are never asserted)."""
+    threads = torch.get_num_threads()
+    try:
+        out = bench.main(["--quick", "--preset", "forge-tiny", "--threads", "1", "--silent", "--compiled-training",
+                          "--latency-src-len", "0", "--json", str(tmp_path / "c.json")])
+    finally:
+        torch.set_num_threads(threads)
+    compiled = out["training_compiled"]
+    for key in ("forge_eager", "forge_compiled", "bart_eager", "bart_compiled"):
+        assert _finite_positive(compiled[key]["tokens_per_s"]), key
+    assert _finite_positive(compiled["compiled_over_eager"]["forge"])
+    assert "compiled training >= 1.15x eager Forge" in out["goals"]
+    assert "latency_greedy_batch1" not in out  # --latency-src-len 0 skips the latency measurements
+    assert "| train tokens/s, torch.compile" in out["table"]
+
+
+def test_decode_latency_variants_generate_the_same_tokens():
+    """bench/decode_latency.py: batch-1 greedy with the dynamic and the static cache, Forge and BART, interleaved;
+    every variant must reproduce the eager tokens (the compiled variant is left to the bench: it compiles for
+    minutes)."""
+    spec = importlib.util.spec_from_file_location("decode_latency", REPO_ROOT / "bench" / "decode_latency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    threads = torch.get_num_threads()
+    try:
+        out = module.main(["--quick", "--variants", "eager,static", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)
+    for key in ("forge_eager", "forge_static", "bart_eager"):
+        assert out[key]["same_tokens_as_eager"] is True, key
+        assert _finite_positive(out[key]["ms_per_new_token"]), key

@@ -1,0 +1,121 @@
+"""Batch-1 greedy decoding, the ways transformers 5 offers to run it, for Forge and BART in one process (issue 19).
+
+Variants, each a normal ``generate()`` call (32 new tokens, exactly; 32-token source, forge-small shape):
+
+- ``eager``: the default dynamic KV cache, eager PyTorch.
+- ``static``: ``cache_implementation="static"`` (a preallocated cache), still eager.
+- ``static_compiled``: the same with transformers' own automatic compilation of the decoding step
+  (``CompileConfig``; on a CPU it needs ``_compile_all_devices=True``, mode ``default``: CUDA graphs do not apply).
+
+Every variant must generate the tokens of ``eager`` (checked). Reported: median ms per new token over interleaved
+rounds, and each variant's ratio to eager BART. ``bench/profile_model.py --what decode_step`` splits one step of
+the eager path by layer; this script says what the library's switches already buy end to end::
+
+    python bench/decode_latency.py --json bench/results/decode_latency_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import CompileConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_model as bm  # noqa: E402 - same models, inputs and interleaving as the Forge-vs-BART bench
+
+VARIANTS = ("eager", "static", "static_compiled")
+
+
+def generate_kwargs(variant: str, new_tokens: int) -> dict:
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+    if variant != "eager":
+        kwargs["cache_implementation"] = "static"
+    if variant == "static_compiled":
+        kwargs["compile_config"] = CompileConfig(mode="default", fullgraph=False, _compile_all_devices=True)
+    else:
+        kwargs["disable_compile"] = True
+    return kwargs
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="forge-small")
+    parser.add_argument("--vocab", type=int, default=8000, help="issue 19's shape: vocabulary 8000")
+    parser.add_argument("--src-len", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--quick", action="store_true", help="forge-tiny, 4 tokens, 1 round: the code path only")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.preset, args.vocab, args.src_len, args.new_tokens, args.rounds = "forge-tiny", 512, 8, 4, 1
+    torch.set_num_threads(args.threads)
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown --variants {sorted(unknown)}; choose from {VARIANTS}")
+    device = torch.device("cpu")
+    pair = bm.build_pair(args.preset, "sdpa", None, device, {"vocab_size": args.vocab})
+    batch = bm.make_batch(args.vocab, 1, args.src_len, 1, device, seed=2)
+    results: dict = {"meta": {
+        "preset": args.preset, "vocab": args.vocab, "src_len": args.src_len, "new_tokens": args.new_tokens,
+        "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "loadavg_start": os.getloadavg(), "statistic": "median over interleaved rounds (order flipped each round)",
+    }}
+
+    def call(model, variant):
+        def run():
+            with torch.inference_mode():
+                return model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                      **generate_kwargs(variant, args.new_tokens))
+        return run
+
+    fns, first_call_s, same_tokens = {}, {}, {}
+    for name, model in pair.items():
+        model.eval()
+        reference = call(model, "eager")()
+        for variant in variants:
+            key = f"{name}_{variant}"
+            fn = call(model, variant)
+            start = time.perf_counter()
+            try:
+                out = fn()  # the first call compiles (static_compiled): timed apart, not in the median
+            except Exception as error:  # a variant the model does not support is reported, not fatal
+                results[key] = {"error": f"{type(error).__name__}: {error}"[:500]}
+                print(f"{key:24s} failed: {results[key]['error']}")
+                continue
+            first_call_s[key] = time.perf_counter() - start
+            fn()  # and a second one, so that no round pays a recompilation for the decoding shapes
+            same_tokens[key] = bool(torch.equal(out, reference))
+            fns[key] = fn
+    times = bm.interleave(fns, args.rounds, warmup=0, device=device)
+    base = bm.median(times["bart_eager"]) if "bart_eager" in times else None
+    for key, t in times.items():
+        results[key] = {
+            "ms_per_new_token": 1e3 * bm.median(t) / args.new_tokens, "times_s": t,
+            "first_call_s": first_call_s[key], "same_tokens_as_eager": same_tokens[key],
+            "speed_vs_bart_eager": (base / bm.median(t)) if base else None,
+        }
+    results["meta"]["loadavg_end"] = os.getloadavg()
+    for key in times:
+        r = results[key]
+        print(f"{key:24s} {r['ms_per_new_token']:7.2f} ms/token  x{r['speed_vs_bart_eager']:.2f} vs BART eager  "
+              f"first call {r['first_call_s']:.1f} s  same tokens: {r['same_tokens_as_eager']}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1, default=float) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
