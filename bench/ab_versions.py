@@ -63,7 +63,14 @@ def build_versions(old_module, preset: str, attn: str) -> dict[str, torch.nn.Mod
     old_config = old_module.ForgeConfig.from_dict(config.to_dict())
     old_config._attn_implementation = attn
     old = old_module.ForgeForConditionalGeneration(old_config)
-    missing, unexpected = old.load_state_dict(new.state_dict(), strict=False)
+    state = new.state_dict()
+    wanted = old.state_dict().keys()
+    # Keys only the current version names are fine when they alias a tensor the old one loads (the current code
+    # registers the shared embedding under each stack as well; the old one kept it out of named_modules).
+    shared = {state[k].data_ptr() for k in wanted if k in state}
+    extra = [k for k in state if k not in wanted and state[k].data_ptr() not in shared]
+    missing, unexpected = old.load_state_dict({k: v for k, v in state.items() if k in wanted}, strict=False)
+    unexpected = list(unexpected) + extra
     if missing or unexpected:
         raise SystemExit(f"the two versions name their weights differently (missing {missing}, unexpected "
                          f"{unexpected}): this script compares versions with the same parameters only")

@@ -38,7 +38,9 @@ def generate_kwargs(variant: str, new_tokens: int) -> dict:
     if variant != "eager":
         kwargs["cache_implementation"] = "static"
     if variant == "static_compiled":
-        kwargs["compile_config"] = CompileConfig(mode="default", fullgraph=False, _compile_all_devices=True)
+        config = CompileConfig(mode="default", fullgraph=False)
+        config._compile_all_devices = True  # not an __init__ argument: transformers reads the attribute
+        kwargs["compile_config"] = config
     else:
         kwargs["disable_compile"] = True
     return kwargs
