@@ -64,10 +64,6 @@ logger = logging.get_logger(__name__)
 # weights, `can_return_tuple` on the models turns the output into a tuple for `return_dict=False`.
 _OUTPUT_KWARGS = frozenset({"output_attentions", "output_hidden_states", "return_dict"})
 
-# Attention kernels for which "no mask" means "attend to every key" (sdpa without is_causal for one query, eager
-# without an additive mask): a one-token cached decoding step with no target padding then needs no mask.
-_MASKLESS_STEP = frozenset({"sdpa", "eager"})
-
 
 def _check_kwargs(kwargs: dict, where: str) -> None:
     """Refuse arguments that would otherwise be swallowed silently (a misnamed cache gives wrong tokens)."""
@@ -692,21 +688,12 @@ class ForgeDecoder(_ForgeStack):
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=past_length)
 
         # sdpa: None when there is no padding (then the kernel's is_causal applies); eager: the full additive mask.
-        # A one-token step on a growing (dynamic) cache with no target padding, what generate() runs per new token:
-        # the one query may see every cached key, so it needs no mask, and transformers' generic mask logic (pure
-        # Python, every step) is skipped. A static cache holds unfilled slots, so it always gets its mask.
-        one_token_step = attention_mask is None and hidden_states.shape[1] == 1 and not (
-            cache is not None and cache.self_attention_cache.is_compileable
+        self_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            cache=cache.self_attention_cache if cache is not None else None,
         )
-        if one_token_step and self.config._attn_implementation in _MASKLESS_STEP:
-            self_mask = None
-        else:
-            self_mask = create_causal_mask(
-                config=self.config,
-                inputs_embeds=hidden_states,
-                attention_mask=attention_mask,
-                cache=cache.self_attention_cache if cache is not None else None,
-            )
         cross_mask = self._cross_mask(hidden_states, encoder_attention_mask, encoder_hidden_states, cache)
         mixer_kwargs = {}
         if self.mixer_layers:
