@@ -53,7 +53,7 @@ python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no C
 timeout "${TOTAL_TIMEOUT:-570}" python bench/quality.py --data_dir "$DATA" --runs_dir "$RUNS" --results "$OUT/quality_gpu.jsonl" \
   --preset "$PRESET" --architectures $ARCHS --pretrain_minutes "$PRE_MIN" --finetune_minutes "$FT_MIN" \
   --eval_every_minutes "$EVAL_MIN" --eval_subset_size 200 --parallel "$PAR" --batch_size 64 --threads 3 \
-  --learning_rate 5e-4 --pretrain_learning_rate 2e-3 --save_steps 100000 \
+  --learning_rate 5e-4 --pretrain_learning_rate 1e-3 --save_steps 100000 \
   --extra_pretrain "--bf16 true --per_device_train_batch_size 128 --dataloader_num_workers 4 --preprocessing_num_workers 8" \
   --extra_finetune --bf16 true 2>&1 | tee "$OUT/quality.log"
 rc=${PIPESTATUS[0]}

@@ -94,6 +94,33 @@ def sinusoidal_table(num_positions: int, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def position_end(start: int | torch.Tensor, length: int) -> int | None:
+    """The number of table rows positions ``start .. start+length-1`` need, or None inside a compiled region.
+
+    ``start`` is the cache's length: an int for a dynamic cache, a 0-d tensor for a static one (transformers keeps
+    it on the device so that compiled decoding steps neither sync on it nor recompile as it grows). Reading that
+    tensor would break the compiled graph, so a compiled step does not check: the decoder grows its tables to the
+    static cache's whole length before the (uncompiled) prefill, see ``ForgeDecoder.forward``.
+    """
+    if isinstance(start, torch.Tensor):
+        if torch.compiler.is_compiling():
+            return None
+        start = int(start)
+    return start + length
+
+
+def position_rows(table: torch.Tensor, start: int | torch.Tensor, length: int) -> torch.Tensor:
+    """Rows ``start .. start+length-1`` of a position table; a tensor ``start`` indexes instead of slicing.
+
+    Slicing by a tensor calls ``Tensor.item()``, a graph break under ``torch.compile``; BART builds position ids
+    with ``arange + cache length`` for the same reason. An int ``start`` (training, dynamic cache) keeps the slice,
+    which copies nothing.
+    """
+    if isinstance(start, torch.Tensor):
+        return table.index_select(0, torch.arange(length, device=table.device) + start.to(table.device))
+    return table[start : start + length]
+
+
 def rotary_tables(num_positions: int, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """RoPE cos and sin, each ``(num_positions, head_dim)`` in the rotate-half layout."""
     inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
@@ -113,27 +140,35 @@ class ForgeSinusoidalPositions(nn.Module):
         table = sinusoidal_table(num_positions, dim).to(torch.get_default_dtype())
         self.register_buffer("table", table, persistent=False)
 
-    def forward(self, start: int, length: int) -> torch.Tensor:
-        """Rows ``start .. start+length-1``, ``(length, dim)``."""
-        end = start + length
-        if end > self.table.shape[0]:  # past the precomputed length: grow the table once (doubling)
+    def grow(self, end: int) -> None:
+        """Cover positions ``0 .. end-1`` (doubling, so that a growing input regrows the table rarely)."""
+        if end > self.table.shape[0]:
             grown = sinusoidal_table(max(end, 2 * self.table.shape[0]), self.dim)
             self.table = grown.to(device=self.table.device, dtype=self.table.dtype)
-        return self.table[start:end]
+
+    def forward(self, start: int | torch.Tensor, length: int) -> torch.Tensor:
+        """Rows ``start .. start+length-1``, ``(length, dim)``."""
+        end = position_end(start, length)
+        if end is not None:
+            self.grow(end)
+        return position_rows(self.table, start, length)
 
 
 class ForgeLearnedPositions(nn.Embedding):
     """A learned table of ``max_position_embeddings`` rows; longer inputs are an error, not a silent wrap."""
 
-    def forward(self, start: int, length: int) -> torch.Tensor:
-        end = start + length
-        if end > self.num_embeddings:
+    def grow(self, end: int) -> None:
+        """Learned rows cannot grow; a longer input is refused in ``forward``."""
+
+    def forward(self, start: int | torch.Tensor, length: int) -> torch.Tensor:
+        end = position_end(start, length)
+        if end is not None and end > self.num_embeddings:
             raise ValueError(
                 f"Sequence of {end} positions exceeds max_position_embeddings={self.num_embeddings} of learned "
                 "position embeddings. Truncate the inputs (e.g. tokenizer `max_length`), or use a config with "
                 "position_embedding_type='sinusoidal' or 'rotary', which run past the trained length."
             )
-        return self.weight[start:end]
+        return position_rows(self.weight, start, length)
 
 
 class ForgeRotaryPositions(nn.Module):
@@ -147,14 +182,19 @@ class ForgeRotaryPositions(nn.Module):
         self.register_buffer("cos", cos.to(torch.get_default_dtype()), persistent=False)
         self.register_buffer("sin", sin.to(torch.get_default_dtype()), persistent=False)
 
-    def forward(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for positions ``start .. start+length-1``, each ``(length, head_dim)``."""
-        end = start + length
+    def grow(self, end: int) -> None:
+        """Cover positions ``0 .. end-1`` (doubling, as the sinusoidal table)."""
         if end > self.cos.shape[0]:
             cos, sin = rotary_tables(max(end, 2 * self.cos.shape[0]), self.head_dim, self.theta)
             self.cos = cos.to(device=self.cos.device, dtype=self.cos.dtype)
             self.sin = sin.to(device=self.sin.device, dtype=self.sin.dtype)
-        return self.cos[start:end], self.sin[start:end]
+
+    def forward(self, start: int | torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions ``start .. start+length-1``, each ``(length, head_dim)``."""
+        end = position_end(start, length)
+        if end is not None:
+            self.grow(end)
+        return position_rows(self.cos, start, length), position_rows(self.sin, start, length)
 
 
 class ForgeScaledEmbedding(nn.Embedding):
@@ -586,7 +626,7 @@ class _ForgeStack(ForgePreTrainedModel):
             )
 
     def embed(
-        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, start: int
+        self, input_ids: torch.LongTensor | None, inputs_embeds: torch.Tensor | None, start: int | torch.Tensor
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Token (+ absolute position) embeddings, and the rotary tables if any."""
         if (input_ids is None) == (inputs_embeds is None):
@@ -685,6 +725,13 @@ class ForgeDecoder(_ForgeStack):
         if cache is not None and self.mixer_layers:
             prepare_mixer_cache(cache.self_attention_cache, self.mixer_layers)  # conv/recurrent state slots
         past_length = cache.get_seq_length() if cache is not None else 0
+        if isinstance(past_length, torch.Tensor) and not torch.compiler.is_compiling():
+            # A static cache (its length is a tensor): grow the position table to the cache's whole length now,
+            # in the uncompiled prefill, so that compiled decoding steps never need to (`position_end`).
+            max_length = cache.self_attention_cache.get_max_length()
+            if max_length > 0:
+                positions = self.embed_positions if self.embed_positions is not None else self.rotary
+                positions.grow(max_length)
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=past_length)
 
         # sdpa: None when there is no padding (then the kernel's is_causal applies); eager: the full additive mask.

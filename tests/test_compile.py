@@ -143,3 +143,27 @@ def test_recipe_with_torch_compile_trains_without_graph_break_or_recompile_per_s
     # 12 steps (44 rows: 5 full batches and one of 4, per epoch); graphs are compiled in the first epoch only.
     assert len(graphs_per_step) == 12
     assert graphs_per_step[-1] == graphs_per_step[5] <= 4, graphs_per_step
+
+
+@pytest.mark.parametrize("position_embedding_type", ["sinusoidal", "rotary", "learned"])
+def test_compiled_static_cache_decoding_has_no_graph_break_and_gives_the_eager_tokens(position_embedding_type):
+    """transformers' automatic compilation of the decoding step (static cache, ``compile_config``) on Forge: one
+    graph, no break (a tensor cache length once broke it at the position-table slice), the eager path's tokens.
+
+    Sinusoidal and rotary tables run past ``max_position_embeddings`` (64 here): the decoder grows them to the static
+    cache's length before the compiled steps, which could not grow them.
+    """
+    from transformers import CompileConfig
+
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config(position_embedding_type=position_embedding_type)).eval()
+    new_tokens = 40 if position_embedding_type == "learned" else 72
+    inputs = source_batch(1, 12, padded=False)
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+    eager = model.generate(**inputs, **kwargs, disable_compile=True)
+    config = CompileConfig(backend="aot_eager", fullgraph=False)
+    config._compile_all_devices = True  # not an __init__ argument: transformers reads the attribute (CPU opt-in)
+    compiled = model.generate(**inputs, **kwargs, cache_implementation="static", compile_config=config)
+    assert counters["stats"]["unique_graphs"] >= 1, "generate() did not compile the decoding step"
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    assert torch.equal(compiled, eager)
