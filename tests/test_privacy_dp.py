@@ -74,6 +74,15 @@ def test_sentiment_dp_run_reports_spent_epsilon_in_metrics_card_and_checkpoint(t
     assert again["train_dp_steps"] == 4
     assert again["train_dp_epsilon"] == pytest.approx(results["train_dp_epsilon"], rel=1e-6)
 
+    # fine-tuning a saved folder (from_pretrained returns the model in eval mode) is not refused
+    tuned = tmp_path / "from_folder"
+    sentiment.main(
+        COMMON[2:] + _files("sentiment") + [
+            "--model_name_or_path", str(out), "--output_dir", str(tuned), "--max_steps", "2", "--dp_epsilon", "8",
+        ]
+    )
+    assert 0 < json.loads((tuned / "all_results.json").read_text())["train_dp_epsilon"] <= 8.0
+
 
 def _dp_trainer(tmp_path, tokenizer, model, dataset, **overrides):
     args = ForgeTrainingArguments(

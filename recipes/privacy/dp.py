@@ -228,7 +228,14 @@ def unsupported_modules(model: torch.nn.Module) -> list[str]:
     from opacus.validators import ModuleValidator
 
     register_forge_grad_samplers()
-    problems = [f"Opacus: {error}" for error in ModuleValidator.validate(model, strict=False)]
+    # Opacus' validator also reports a model in eval mode, which is how ``from_pretrained`` returns every model:
+    # that is not a configuration problem (the Trainer switches to train mode), so validate in train mode.
+    was_training = model.training
+    model.train()
+    try:
+        problems = [f"Opacus: {error}" for error in ModuleValidator.validate(model, strict=False)]
+    finally:
+        model.train(was_training)
     rules = GradSampleModule.GRAD_SAMPLERS
     for name, module in model.named_modules():
         if any(p.requires_grad for p in module.parameters(recurse=False)) and type(module) not in rules:
