@@ -10,7 +10,9 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 
 import modeling  # noqa: F401
 from modeling import ForgeConfig, ForgeForSequenceClassification
-from recipes.privacy.dp import ACCOUNTANT_FILE, DPConfigError, DPTrainer, trainer_class, unsupported_modules
+from recipes.privacy.dp import (
+    ACCOUNTANT_FILE, DPConfigError, DPTrainer, length_sorted_passes, trainer_class, unsupported_modules,
+)
 from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
 from recipes import qa, sentiment, srl
 from recipes.core.args import ForgeTrainingArguments
@@ -110,21 +112,35 @@ def _features(tokenizer, n=12):
     return datasets.Dataset.from_dict({**enc, "labels": [int(r["label"]) for r in rows]})
 
 
-@pytest.mark.parametrize("config", [{}, {"position_embedding_type": "rotary", "norm_type": "rmsnorm", "ffn_type": "gated"}])
-def test_each_example_gradient_is_clipped_before_summing(tmp_path, config):
+@pytest.mark.parametrize("config, rows_per_pass", [
+    ({}, 0),
+    ({}, 2),  # the batch sorted by length and cut into passes of 2 rows, each with its own padding
+    ({"position_embedding_type": "rotary", "norm_type": "rmsnorm", "ffn_type": "gated"}, 0),
+    ({"position_embedding_type": "rotary", "norm_type": "rmsnorm", "ffn_type": "gated"}, 2),
+])
+def test_each_example_gradient_is_clipped_before_summing(tmp_path, config, rows_per_pass):
     """One step by hand: Opacus' clipped sum == the sum of each example's own gradient (autograd on that example
-    alone, padding removed) scaled to norm <= C; fused qkv / kv projections, norms and the shared embedding included."""
+    alone, padding removed) scaled to norm <= C; fused qkv / kv projections, norms and the shared embedding included;
+    the same when the Poisson batch runs as several length-sorted passes."""
     tokenizer = train_small_tokenizer()
     model = _tiny_classifier(tokenizer, **config)
     dataset = _features(tokenizer)
-    trainer = _dp_trainer(tmp_path, tokenizer, model, dataset)
+    trainer = _dp_trainer(tmp_path, tokenizer, model, dataset, dp_micro_batch_size=rows_per_pass)
     loader = trainer.get_train_dataloader()
     optimizer = trainer.create_optimizer()
-    batch = next(b for b in loader if len(b["labels"]) >= 2)
+    batch = next(b for b in loader if len(b["labels"]) >= 3)
+    if rows_per_pass:
+        lengths = batch["attention_mask"].sum(dim=1)
+        assert len(set(lengths.tolist())) > 1  # padding to cut, so the passes differ in width
     model.train()
     trainer.training_step(model, batch)
-    optimizer.clip_and_accumulate()
     params = [p for p in model.parameters() if p.requires_grad]
+    if rows_per_pass:
+        passes = length_sorted_passes(batch, rows_per_pass)
+        assert len(passes) >= 2 and min(part["input_ids"].shape[1] for part in passes) < batch["input_ids"].shape[1]
+        # the earlier passes were clipped into the running sum and their per-example gradients freed
+        assert all(p.grad_sample.shape[0] == len(passes[-1]["labels"]) for p in params)
+    optimizer.clip_and_accumulate()
     clip = trainer.args.dp_max_grad_norm
     expected = [torch.zeros_like(p) for p in params]
     for i in range(len(batch["labels"])):

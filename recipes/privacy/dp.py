@@ -73,6 +73,15 @@ class DPArguments:
         default=1.0,
         metadata={"help": "DP-SGD clipping bound: each example's gradient is scaled down to at most this L2 norm."},
     )
+    dp_micro_batch_size: int = field(
+        default=32,
+        metadata={
+            "help": "DP-SGD: rows per forward/backward pass inside each Poisson batch. The batch is sorted by length "
+            "and cut into passes of this many rows, each padded only to its own longest row; every example's "
+            "clipped gradient, their sum and the privacy guarantee are the same as in one pass. Lower it to save "
+            "memory; 0 = the whole batch in one pass."
+        },
+    )
     dp_accountant: str = field(
         default="rdp",
         metadata={"help": "Privacy accountant: 'rdp' (Renyi DP, the common choice) or 'prv' (tighter, numerical).",
@@ -136,6 +145,8 @@ def check_dp_config(args: Any, model: torch.nn.Module) -> None:
         problems.append(f"--dp_delta must be in (0, 1), got {args.dp_delta}")
     if not args.dp_max_grad_norm > 0:
         problems.append(f"--dp_max_grad_norm must be > 0, got {args.dp_max_grad_norm}")
+    if getattr(args, "dp_micro_batch_size", 0) < 0:
+        problems.append(f"--dp_micro_batch_size must be >= 0 (0: one pass per batch), got {args.dp_micro_batch_size}")
     if args.dp_accountant not in ("rdp", "prv"):
         problems.append(f"--dp_accountant must be rdp or prv, got {args.dp_accountant!r}")
     if args.gradient_accumulation_steps != 1:
@@ -248,6 +259,37 @@ def unsupported_modules(model: torch.nn.Module) -> list[str]:
     return problems
 
 
+def length_sorted_passes(inputs: dict[str, Any], rows_per_pass: int, multiple_of: int = 8) -> list[dict[str, Any]]:
+    """``inputs`` (one padded batch) as passes of at most ``rows_per_pass`` rows, sorted by length, each with the
+    trailing columns that are padding in all its rows cut off (kept to a multiple of ``multiple_of``).
+
+    Why: a Poisson batch is a uniform draw, so almost every batch holds one long row and the collator pads all rows
+    to it; SST-2's rows are mostly short, so one pass computes several times the tokens that exist. Only trailing
+    all-padding columns are cut, so the remaining positions and masks of every row are unchanged (left padding
+    simply gains nothing). Without an ``attention_mask``, or with ``rows_per_pass`` 0, the batch is one pass.
+    """
+    mask = inputs.get("attention_mask")
+    rows = mask.shape[0] if isinstance(mask, torch.Tensor) else 0
+    if not rows_per_pass or rows <= rows_per_pass or mask.dim() != 2:
+        return [inputs]
+    width = mask.shape[1]
+    order = torch.argsort(mask.sum(dim=1), stable=True)
+    passes = []
+    for start in range(0, rows, rows_per_pass):
+        index = order[start : start + rows_per_pass]
+        used = mask[index].any(dim=0).nonzero()
+        keep = min(width, -(-(int(used.max()) + 1 if len(used) else 1) // multiple_of) * multiple_of)
+        part = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows:
+                value = value[index]
+                if value.dim() >= 2 and value.shape[1] == width:
+                    value = value[:, :keep]
+            part[key] = value
+        passes.append(part)
+    return passes
+
+
 def secret_generator(device: torch.device) -> torch.Generator:
     """A generator seeded from the operating system's entropy, not from ``--seed``.
 
@@ -295,7 +337,8 @@ def _dp_optimizer_class():
             result = super().step(closure)
             for p in self.params:
                 p.grad_sample = None
-                p.summed_grad = None
+                if not self._is_last_step_skipped:  # a skipped step keeps the clipped sum of the batch so far
+                    p.summed_grad = None
             return result
 
     return ForgeDPOptimizer
@@ -403,7 +446,7 @@ class DPTrainerMixin:
             return self.args.max_steps
         return max(1, math.ceil(self.args.num_train_epochs * int(1 / self._sample_rate)))
 
-    # -- one step: an empty Poisson batch still takes a (noise-only) step ------------------------------------
+    # -- one step: length-sorted passes; an empty Poisson batch still takes a (noise-only) step ---------------
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         first = next(iter(inputs.values()))
         if isinstance(first, torch.Tensor) and first.shape[0] == 0:
@@ -411,7 +454,22 @@ class DPTrainerMixin:
                 if p.requires_grad:
                     p.grad_sample = torch.zeros((0, *p.shape), device=p.device, dtype=p.dtype)
             return torch.zeros((), device=self.args.device)
-        return super().training_step(model, inputs, num_items_in_batch)
+        passes = length_sorted_passes(inputs, self.args.dp_micro_batch_size)
+        if len(passes) == 1:
+            return super().training_step(model, inputs, num_items_in_batch)
+        # Each pass's examples are clipped and added to the running sum by a skipped optimizer step (Opacus'
+        # virtual steps, as in its BatchMemoryManager); the Trainer's own optimizer.step() after the last pass
+        # clips that pass, adds the noise once and updates. Per-example gradients do not depend on which
+        # examples share a pass, so the sum, the noise and the accounting are those of the one Poisson batch.
+        total, rows = 0.0, first.shape[0]
+        for i, part in enumerate(passes):
+            loss = super().training_step(model, part, None)
+            total = total + loss * next(iter(part.values())).shape[0]
+            if i < len(passes) - 1:
+                optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper, if any
+                optimizer.signal_skip_step(do_skip=True)
+                optimizer.step()
+        return total / rows
 
     def _get_grad_norm(self, model: torch.nn.Module, grad_norm: Any = None) -> None:
         # The Trainer would log the norm of the summed, unclipped, noiseless gradient: not private. Nothing is logged.
