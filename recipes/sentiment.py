@@ -48,10 +48,12 @@ SPEC = TaskSpec(
         'print(classifier(["What a wonderful film!", "A dull, lifeless story."]))'
     ),
     sample_input="What a wonderful film!",
-    # what the CPU measurements used (bench/results/explore, quality_cpu.jsonl): a small transformer trained from
-    # scratch learns at 1e-3, not at transformers' 5e-5; batches of similar length waste less on padding
-    training_defaults=(("learning_rate", 1e-3), ("warmup_steps", 200), ("weight_decay", 0.01),
-                       ("per_device_train_batch_size", 64), ("train_sampling_strategy", "group_by_length")),
+    # measured on CPU (bench/results/explore/sentiment_lr5e-4_bs32.jsonl, README "SST-2"): forge-small from
+    # scratch, 10 minutes on 2 cores, reached 80.4 and 81.1 (two seeds) at lr 5e-4 / batch 32 / warm-up 50 against
+    # 79.6 and 78.6 at lr 1e-3 / batch 64 / warm-up 200 (transformers' 5e-5 barely moves a model from scratch);
+    # batches of similar length waste less on padding
+    training_defaults=(("learning_rate", 5e-4), ("warmup_steps", 50), ("weight_decay", 0.01),
+                       ("per_device_train_batch_size", 32), ("train_sampling_strategy", "group_by_length")),
     main_job_order=1, main_job_data_flags=_named_binary_labels, demo_call=lambda row: ((row["text"],), {}),
 )
 
