@@ -55,11 +55,13 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--full-lr", type=float, default=1e-4)
     parser.add_argument("--lora-lr", type=float, default=1e-3)
+    parser.add_argument("--modes", nargs="+", choices=["full", "lora"], default=["full", "lora"],
+                        help="which runs (e.g. only lora, to try another --lora-lr against a recorded full run)")
     parser.add_argument("--out", default=str(REPO / "bench/results/lora_vs_full.jsonl"))
     args = parser.parse_args()
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-    for mode in ("full", "lora"):
+    for mode in args.modes:
         with tempfile.TemporaryDirectory() as tmp:
             argv = [
                 "--model_name_or_path", args.base, "--train_file", f"{args.data_dir}/train.jsonl",
@@ -82,7 +84,8 @@ def main() -> None:
         record = {
             "mode": mode, "trainable_parameters": trainable, "total_parameters": total,
             "peak_rss_mb": round(result["peak_rss_mb"], 1), "eval_accuracy": result["metrics"].get("eval_accuracy"),
-            "max_steps": args.max_steps, "base": args.base, "load_average_before": load_before,
+            "max_steps": args.max_steps, "learning_rate": args.lora_lr if mode == "lora" else args.full_lr,
+            "base": args.base, "load_average_before": load_before,
             "load_average_after": os.getloadavg(), "commit": commit, "command": " ".join(sys.argv),
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
