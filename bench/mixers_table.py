@@ -61,11 +61,52 @@ def table(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# (label, results key, per-model field, higher is better) for the speed table, from bench_model.py's JSON
+SPEED = (
+    ("train tokens/s", "training", "tokens_per_s", True),
+    ("greedy b16 new tokens/s", "generate_greedy", "new_tokens_per_s", True),
+    ("beam-4 b16 new tokens/s", "generate_beam4", "new_tokens_per_s", True),
+    ("batch-1 greedy ms/token", "latency_greedy_batch1", "ms_per_new_token", False),
+    ("encoder tokens/s", "encoder_forward", "tokens_per_s", True),
+)
+
+
+def speed_table(files: list[Path]) -> str:
+    """One row per bench_model.py JSON (one mixer each): Forge's rate and its ratio to BART measured in the same
+    run (the ratio is what compares across runs: BART is the same model in every run, the machine's speed is not)."""
+    import json
+
+    lines = ["| token mixer | " + " | ".join(label for label, *_ in SPEED) + " | train step at 512 src tokens |",
+             "|---|" + "---:|" * (len(SPEED) + 1)]
+    for path in files:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        mixers = result["meta"].get("mixers", {})
+        name = "/".join(dict.fromkeys(mixers.get("encoder", ["attention"])))  # e.g. conv, or conv/attention
+        cells = [name]
+        for _, key, field, higher in SPEED:
+            entry = result.get(key)
+            if not entry:
+                cells.append("-")
+                continue
+            forge, bart = entry["forge"][field], entry["bart"][field]
+            cells.append(f"{forge:,.1f} ({forge / bart if higher else bart / forge:.2f}x)")
+        rows = [r for r in result.get("scaling", {}).get("rows", []) if r.get("src_len") == 512]
+        cells.append(f"{rows[0]['forge']['step_s']:.3f} s ({rows[0]['bart']['step_s'] / rows[0]['forge']['step_s']:.2f}x)"
+                     if rows else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", type=Path, help="the JSON Lines file written by bench/mixers_compare.sh")
+    parser.add_argument("results", type=Path, nargs="?", help="the JSON Lines file written by bench/mixers_compare.sh")
+    parser.add_argument("--speed", type=Path, nargs="+", default=[], metavar="JSON",
+                        help="bench_model.py JSONs, one per mixer: the speed table instead (Forge, and Forge vs BART "
+                        "of the same run; above 1x = Forge faster)")
     args = parser.parse_args(argv)
-    text = table(load_runs(args.results))
+    if not args.speed and args.results is None:
+        parser.error("give the results file of bench/mixers_compare.sh, or --speed with bench_model.py JSONs")
+    text = speed_table(args.speed) if args.speed else table(load_runs(args.results))
     print(text)
     return text
 

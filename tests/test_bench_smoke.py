@@ -94,6 +94,23 @@ def test_json_round_trip_and_table(results):
     assert "| train tokens/s" in out["table"] and "Forge/BART" in out["table"]
 
 
+def test_mixers_speed_table_reads_bench_json(results, tmp_path):
+    """bench/mixers_table.py --speed: one row per bench JSON, Forge's rate with its ratio to BART of the same run."""
+    _, on_disk = results
+    path = tmp_path / "attention.json"
+    path.write_text(json.dumps(on_disk))
+    spec = importlib.util.spec_from_file_location("mixers_table", REPO_ROOT / "bench" / "mixers_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.main(["--speed", str(path)])
+    row = next(line for line in table.splitlines() if line.startswith("| attention |"))
+    train = on_disk["training"]
+    assert f"{train['forge']['tokens_per_s']:,.1f} ({train['forge']['tokens_per_s'] / train['bart']['tokens_per_s']:.2f}x)" in row
+    latency = on_disk["latency_greedy_batch1"]  # lower is better: the ratio is BART's time over Forge's
+    forge_ms, bart_ms = latency["forge"]["ms_per_new_token"], latency["bart"]["ms_per_new_token"]
+    assert f"{forge_ms:,.1f} ({bart_ms / forge_ms:.2f}x)" in row
+
+
 @pytest.mark.parametrize("what", ["train", "greedy"])
 def test_profile_breakdown_finds_each_kind_of_work(what, tmp_path):
     """bench/profile_model.py's category breakdown (what the README's speed-up bounds are computed from)."""
