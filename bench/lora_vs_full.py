@@ -59,6 +59,9 @@ def main() -> None:
                         help="which runs (e.g. only lora, to try another --lora-lr against a recorded full run)")
     parser.add_argument("--out", default=str(REPO / "bench/results/lora_vs_full.jsonl"))
     args = parser.parse_args()
+    # the runs start in the repository root: paths given relative to where this script was called must still hold
+    args.base = str(Path(args.base).resolve()) if Path(args.base).exists() else args.base  # else a Hub id
+    args.data_dir = str(Path(args.data_dir).resolve())
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     for mode in args.modes:
