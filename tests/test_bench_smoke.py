@@ -178,6 +178,28 @@ def test_every_bench_script_runs_as_its_readme_says(script, tmp_path):
     assert "usage" in done.stdout.lower()
 
 
+def test_feature_probe_reports_every_encoder_layer(tmp_path):
+    """bench/feature_probe.py (the README's LoRA diagnosis): one row per hidden state of the encoder, with the mean
+    pairwise cosine and a linear-probe accuracy, from a saved Forge folder and a text/label split."""
+    from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
+
+    from modeling import ForgeConfig, ForgeForConditionalGeneration
+
+    tokenizer = train_small_tokenizer()
+    config = ForgeConfig.from_pretrained("forge-tiny", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    ForgeForConditionalGeneration(config).save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    spec = importlib.util.spec_from_file_location("feature_probe", REPO_ROOT / "bench" / "feature_probe.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rows = module.main(["--base", str(tmp_path / "base"), "--data-dir", str(SAMPLE_DIR / "sentiment"),
+                        "--train-rows", "60"])
+    assert [r["hidden_states"] for r in rows] == list(range(config.encoder_layers + 1))
+    assert all(-1.0 <= r["mean_pairwise_cosine"] <= 1.0 and 0.0 <= r["probe_accuracy"] <= 100.0 for r in rows)
+    assert all(r["mean_norm"] > 0 for r in rows)
+
+
 def test_ab_versions_compares_two_commits_in_one_process(tmp_path):
     """bench/ab_versions.py imports modeling/ at an older commit beside the current one, gives both the same weights,
     checks they generate the same tokens and times them interleaved (the 'nothing got slower' check of issue 15)."""

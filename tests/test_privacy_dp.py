@@ -246,6 +246,25 @@ def test_dp_with_lora_trains_only_adapters_privately(tmp_path, tokenizer_dir):
     assert 0 < results["train_dp_epsilon"] <= 8.0 and results["train_dp_steps"] == 2
 
 
+def test_dp_with_frozen_embeddings_keeps_the_table_and_trains_the_rest(tmp_path, tokenizer_dir):
+    """--freeze_embeddings with --dp_epsilon: the token table (no per-example gradient for Opacus to hold) is
+    unchanged in the saved folder, the other weights moved, and the run reports its epsilon."""
+    start = tmp_path / "start"
+    sentiment.main(COMMON + _files("sentiment") + [
+        "--tokenizer_name", tokenizer_dir, "--output_dir", str(start), "--max_steps", "1", "--save_strategy", "no"])
+    out = tmp_path / "dp-frozen"
+    sentiment.main(COMMON[2:] + _files("sentiment") + [
+        "--model_name_or_path", str(start), "--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no",
+        "--dp_epsilon", "8", "--freeze_embeddings"])
+    before = AutoModelForSequenceClassification.from_pretrained(start).state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    table = next(k for k in after if k.endswith("embed_tokens.weight") or k.endswith("shared.weight"))
+    assert torch.equal(before[table], after[table])
+    assert any(not torch.equal(before[k], after[k]) for k in after if "layers.0" in k)
+    results = json.loads((out / "all_results.json").read_text())
+    assert 0 < results["train_dp_epsilon"] <= 8.0 and results["train_dp_steps"] == 2
+
+
 @pytest.mark.parametrize("mixer, name", [("conv", "ForgeLightweightConv"), ("recurrent", "GRU")])
 def test_conv_and_recurrent_mixers_are_refused_by_name(mixer, name):
     """Opacus has no per-example rule for Forge's lightweight convolution or nn.GRU: refused, never trained silently."""

@@ -120,6 +120,15 @@ class ModelArguments:
             "trained from scratch (--config_name) only; coverage is logged and written to the model card."
         },
     )
+    freeze_embeddings: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the token embedding fixed during training (and the output layer tied to it): the classic "
+            "choice for GloVe / word2vec rows (--init_embeddings) on little data, and for DP-SGD (--dp_epsilon), "
+            "where Opacus would otherwise hold every example's gradient of the whole vocabulary table. Position "
+            "tables and task heads still train."
+        },
+    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={

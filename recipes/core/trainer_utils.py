@@ -241,6 +241,11 @@ def load_model(
             "forge-tiny / forge-small, to train from scratch)."
         )
     check_vocab_matches(model, tokenizer)
+    if getattr(model_args, "freeze_embeddings", False):
+        weight = model.get_input_embeddings().weight
+        weight.requires_grad_(False)  # a tied output layer shares this Parameter, so it stays fixed too
+        logger.info("--freeze_embeddings: the token embedding (%.2fM parameters) stays fixed; %.2fM parameters train",
+                    weight.numel() / 1e6, sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6)
     if getattr(model_args, "use_lora", False):
         from .lora import apply_lora
 
@@ -346,7 +351,7 @@ def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
     hyper["lr_scheduler_type"] = str(hyper.get("lr_scheduler_type", ""))
     for key, value in model_args.config_kwargs().items():
         hyper[f"config.{key}"] = value
-    for key in ("architecture", "init_embeddings"):
+    for key in ("architecture", "init_embeddings", "freeze_embeddings"):
         if getattr(model_args, key, None):
             hyper[key] = getattr(model_args, key)
     if getattr(model_args, "use_lora", False):
