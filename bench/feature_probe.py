@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from sklearn.linear_model import LogisticRegression
     from transformers import AutoModel, AutoTokenizer
 
-    import modeling  # noqa: F401  (registers Forge with the Auto classes)
+    import modeling  # noqa: F401  (registers Forge's models with the Auto classes)
+    import tokenization  # noqa: F401  (and its tokenizers)
 
     tokenizer = AutoTokenizer.from_pretrained(args.base)
     model = AutoModel.from_pretrained(args.base).eval()

@@ -184,17 +184,25 @@ def test_feature_probe_reports_every_encoder_layer(tmp_path):
     from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
 
     from modeling import ForgeConfig, ForgeForConditionalGeneration
+    from recipes.publishing.export import save_hub_folder
 
     tokenizer = train_small_tokenizer()
     config = ForgeConfig.from_pretrained("forge-tiny", vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    ForgeForConditionalGeneration(config).save_pretrained(tmp_path / "base")
-    tokenizer.save_pretrained(tmp_path / "base")
-    spec = importlib.util.spec_from_file_location("feature_probe", REPO_ROOT / "bench" / "feature_probe.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rows = module.main(["--base", str(tmp_path / "base"), "--data-dir", str(SAMPLE_DIR / "sentiment"),
-                        "--train-rows", "60"])
+    # a Hub-ready folder as the recipes write it: its configs name the folder's own code (auto_map), which a fresh
+    # process must not be asked to trust when Forge's classes are registered
+    save_hub_folder(ForgeForConditionalGeneration(config), tokenizer, tmp_path / "base", task="text2text-generation")
+    import os
+    import subprocess
+    import sys
+
+    # a fresh process, as a user runs it: the Auto classes must find Forge's model AND tokenizer classes there
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "feature_probe.py"), "--base", str(tmp_path / "base"),
+                           "--data-dir", str(SAMPLE_DIR / "sentiment"), "--train-rows", "60"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])["layers"]
     assert [r["hidden_states"] for r in rows] == list(range(config.encoder_layers + 1))
     assert all(-1.0 <= r["mean_pairwise_cosine"] <= 1.0 and 0.0 <= r["probe_accuracy"] <= 100.0 for r in rows)
     assert all(r["mean_norm"] > 0 for r in rows)
