@@ -10,7 +10,7 @@
 #   EPSILONS="1 3 8" SEEDS="42 43" EPOCHS=3 BS=256 LR=1e-3 ...                                  # other settings
 #   EXTRA="--use_lora" TAG=-lora ...   # flags added to every run (private and not); TAG is appended to run names
 #
-# Without PRETRAINED it trains forge-tiny from scratch with TOK (a tokenizer folder): only for smoke tests.
+# Without PRETRAINED it trains from scratch with TOK (a tokenizer folder) and PRESET (default forge-tiny: smoke tests).
 # DP-SGD needs fp32, one device and no gradient accumulation (recipes.privacy.dp refuses the rest); large expected batches
 # (BS) and a higher learning rate than non-private fine-tuning are the usual DP-SGD recipe (Li et al., 2022).
 # Cost: Opacus materialises each example's gradient of every trained weight, the token embedding included
@@ -36,7 +36,7 @@ fi
 if [ -n "${PRETRAINED:-}" ]; then
   INIT="--model_name_or_path $PRETRAINED"
 else
-  INIT="--config_name forge-tiny --tokenizer_name ${TOK:?set PRETRAINED (a Forge folder) or TOK (a tokenizer folder)}"
+  INIT="--config_name ${PRESET:-forge-tiny} --tokenizer_name ${TOK:?set PRETRAINED (a Forge folder) or TOK (a tokenizer folder)}"
 fi
 mkdir -p "$RUNS" "$(dirname "$RESULTS")"
 touch "$RESULTS"
