@@ -17,7 +17,8 @@
 # (batch x vocabulary x d_model floats: 4.3 GB per step for 256 examples, a 16k vocabulary and d_model 256). Full
 # fine-tuning of forge-small ran at about 18 s per step on 2 CPU cores against 0.8 s without privacy, and about
 # 7.4 s once each Poisson batch runs as length-sorted passes (--dp_micro_batch_size, default 32 rows); with
-# EXTRA="--use_lora" only the adapters and the head get per-example gradients (about 1.5 s per step; 6.6 s before).
+# EXTRA="--use_lora" only the adapters and the head get per-example gradients (about 1.5 s per step; 6.6 s before);
+# EXTRA="--freeze_embeddings" keeps the token table fixed (about 3-4 s per step).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:?set DATA to a folder laid out like ../shared/data (sentiment/train.jsonl, sentiment/validation.jsonl)}
