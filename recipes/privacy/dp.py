@@ -278,7 +278,8 @@ def length_sorted_passes(inputs: dict[str, Any], rows_per_pass: int, multiple_of
     for start in range(0, rows, rows_per_pass):
         index = order[start : start + rows_per_pass]
         used = mask[index].any(dim=0).nonzero()
-        keep = min(width, -(-(int(used.max()) + 1 if len(used) else 1) // multiple_of) * multiple_of)
+        last = int(used.max()) + 1 if len(used) else 1  # columns up to the last real token of any row here
+        keep = min(width, math.ceil(last / multiple_of) * multiple_of)
         part = {}
         for key, value in inputs.items():
             if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == rows:
@@ -464,7 +465,7 @@ class DPTrainerMixin:
         total, rows = 0.0, first.shape[0]
         for i, part in enumerate(passes):
             loss = super().training_step(model, part, None)
-            total = total + loss * next(iter(part.values())).shape[0]
+            total = total + loss * part["attention_mask"].shape[0]  # the pass's mean loss, weighted by its rows
             if i < len(passes) - 1:
                 optimizer = getattr(self.optimizer, "optimizer", self.optimizer)  # accelerate's wrapper, if any
                 optimizer.signal_skip_step(do_skip=True)
