@@ -112,6 +112,21 @@ def _features(tokenizer, n=12):
     return datasets.Dataset.from_dict({**enc, "labels": [int(r["label"]) for r in rows]})
 
 
+def _batch_to_cut(loader, rows_per_pass, tries=100):
+    """A Poisson batch of at least 3 rows; with ``rows_per_pass``, one whose length-sorted passes are not all as
+    wide as the batch (the draws come from the OS's entropy, so the test searches instead of seeding)."""
+    for _ in range(tries):
+        for batch in loader:
+            if len(batch["labels"]) < 3:
+                continue
+            if not rows_per_pass:
+                return batch
+            passes = length_sorted_passes(batch, rows_per_pass)
+            if len(passes) >= 2 and min(part["input_ids"].shape[1] for part in passes) < batch["input_ids"].shape[1]:
+                return batch
+    raise AssertionError(f"no Poisson batch in {tries} epochs had passes narrower than the batch")
+
+
 @pytest.mark.parametrize("config, rows_per_pass", [
     ({}, 0),
     ({}, 2),  # the batch sorted by length and cut into passes of 2 rows, each with its own padding
@@ -128,10 +143,7 @@ def test_each_example_gradient_is_clipped_before_summing(tmp_path, config, rows_
     trainer = _dp_trainer(tmp_path, tokenizer, model, dataset, dp_micro_batch_size=rows_per_pass)
     loader = trainer.get_train_dataloader()
     optimizer = trainer.create_optimizer()
-    batch = next(b for b in loader if len(b["labels"]) >= 3)
-    if rows_per_pass:
-        lengths = batch["attention_mask"].sum(dim=1)
-        assert len(set(lengths.tolist())) > 1  # padding to cut, so the passes differ in width
+    batch = _batch_to_cut(loader, rows_per_pass)
     model.train()
     trainer.training_step(model, batch)
     params = [p for p in model.parameters() if p.requires_grad]
