@@ -6,8 +6,12 @@ Variants, each a normal ``generate()`` call (32 new tokens, exactly; 32-token so
 - ``static``: ``cache_implementation="static"`` (a preallocated cache), still eager.
 - ``static_compiled``: the same with transformers' own automatic compilation of the decoding step
   (``CompileConfig``; on a CPU it needs ``_compile_all_devices=True``, mode ``default``: CUDA graphs do not apply).
+- ``bf16``, ``bf16_static_compiled``: ``eager`` and ``static_compiled`` on a copy of the model whose weights are
+  bfloat16 (what ``from_pretrained(..., dtype=torch.bfloat16)`` gives): half the bytes read per step, which is what
+  a batch-1 step is bound by on a CPU (``bench/memory_floor.py``). CPUs with AVX512-BF16 or AMX compute it natively.
 
-Every variant must generate the tokens of ``eager`` (checked). Reported: median ms per new token over interleaved
+The fp32 variants must generate the tokens of ``eager`` (checked). bf16 rounds every weight, so its tokens may
+differ: reported as the share of new tokens equal to fp32 ``eager``'s. Reported: median ms per new token over interleaved
 rounds, and each variant's ratio to eager BART. ``bench/profile_model.py --what decode_step`` splits one step of
 the eager path by layer; this script says what the library's switches already buy end to end::
 
@@ -17,6 +21,7 @@ the eager path by layer; this script says what the library's switches already bu
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -30,11 +35,12 @@ from transformers import CompileConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_model as bm  # noqa: E402 - same models, inputs and interleaving as the Forge-vs-BART bench
 
-VARIANTS = ("eager", "static", "static_compiled")
+VARIANTS = ("eager", "static", "static_compiled", "bf16", "bf16_static_compiled")
 
 
 def generate_kwargs(variant: str, new_tokens: int) -> dict:
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+    variant = variant.removeprefix("bf16").lstrip("_") or "eager"
     if variant != "eager":
         kwargs["cache_implementation"] = "static"
     if variant == "static_compiled":
@@ -82,13 +88,14 @@ def main(argv: list[str] | None = None) -> dict:
                                       **generate_kwargs(variant, args.new_tokens))
         return run
 
-    fns, first_call_s, same_tokens = {}, {}, {}
+    fns, first_call_s, same_tokens, agreement = {}, {}, {}, {}
     for name, model in pair.items():
         model.eval()
         reference = call(model, "eager")()
+        half = copy.deepcopy(model).to(torch.bfloat16) if any(v.startswith("bf16") for v in variants) else None
         for variant in variants:
             key = f"{name}_{variant}"
-            fn = call(model, variant)
+            fn = call(half if variant.startswith("bf16") else model, variant)
             start = time.perf_counter()
             try:
                 out = fn()  # the first call compiles (static_compiled): timed apart, not in the median
@@ -99,6 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
             first_call_s[key] = time.perf_counter() - start
             fn()  # and a second one, so that no round pays a recompilation for the decoding shapes
             same_tokens[key] = bool(torch.equal(out, reference))
+            new = slice(reference.shape[1] - args.new_tokens, None)  # the generated part of each row
+            agreement[key] = float((out[:, new] == reference[:, new]).float().mean()) if out.shape == reference.shape else 0.0
             fns[key] = fn
     times = bm.interleave(fns, args.rounds, warmup=0, device=device)
     base = bm.median(times["bart_eager"]) if "bart_eager" in times else None
@@ -106,13 +115,15 @@ def main(argv: list[str] | None = None) -> dict:
         results[key] = {
             "ms_per_new_token": 1e3 * bm.median(t) / args.new_tokens, "times_s": t,
             "first_call_s": first_call_s[key], "same_tokens_as_eager": same_tokens[key],
+            "new_tokens_equal_to_eager": agreement[key],
             "speed_vs_bart_eager": (base / bm.median(t)) if base else None,
         }
     results["meta"]["loadavg_end"] = os.getloadavg()
     for key in times:
         r = results[key]
         print(f"{key:24s} {r['ms_per_new_token']:7.2f} ms/token  x{r['speed_vs_bart_eager']:.2f} vs BART eager  "
-              f"first call {r['first_call_s']:.1f} s  same tokens: {r['same_tokens_as_eager']}")
+              f"first call {r['first_call_s']:.1f} s  same tokens: {r['same_tokens_as_eager']} "
+              f"({100 * r['new_tokens_equal_to_eager']:.0f}% of new tokens)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=float) + "\n")

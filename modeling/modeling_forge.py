@@ -882,13 +882,17 @@ class ForgeModel(ForgePreTrainedModel):
         )
 
 
-def _lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _lm_loss_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Summed cross-entropy of ``hidden @ weight.T`` against ``labels`` (-100 ignored), logits upcast to fp32."""
     logits = F.linear(hidden, weight).float()  # (tokens, vocab)
-    return F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum")
+    return F.cross_entropy(logits, labels, ignore_index=-100, reduction="sum", label_smoothing=label_smoothing)
 
 
-def chunked_lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_size: int) -> torch.Tensor:
+def chunked_lm_loss_sum(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, chunk_size: int, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """``_lm_loss_sum`` over chunks of ``chunk_size`` tokens, each under activation checkpointing.
 
     hidden: (tokens, d_model); labels: (tokens,). The forward keeps no chunk's logits (only the scalar), and the
@@ -901,7 +905,9 @@ def chunked_lm_loss_sum(hidden: torch.Tensor, weight: torch.Tensor, labels: torc
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], chunk_size):
         end = start + chunk_size
-        total = total + checkpoint(_lm_loss_sum, hidden[start:end], weight, labels[start:end], use_reentrant=False)
+        total = total + checkpoint(
+            _lm_loss_sum, hidden[start:end], weight, labels[start:end], label_smoothing, use_reentrant=False
+        )
     return total
 
 
@@ -942,10 +948,15 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         r"""labels: (batch, target_len) token ids, -100 where no loss is wanted. Without ``decoder_input_ids`` they
-        are shifted right to become the decoder inputs."""
+        are shifted right to become the decoder inputs.
+        label_smoothing: the loss's label smoothing (``F.cross_entropy``'s, the same value per token as
+        transformers' ``LabelSmoother``). The recipes' Seq2Seq Trainer passes ``--label_smoothing_factor`` here
+        instead of smoothing the returned logits outside the model: one fused pass over the vocabulary instead of
+        several (``recipes/core/trainers.py``)."""
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -969,7 +980,8 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             # Opt-in memory saver: no full logits tensor in training (see ForgeConfig.loss_chunk_size).
             labels = labels.to(hidden.device)
             loss_sum = chunked_lm_loss_sum(
-                hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, labels.reshape(-1), self.config.loss_chunk_size
+                hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, labels.reshape(-1), self.config.loss_chunk_size,
+                label_smoothing,
             )
             loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
         else:
@@ -977,7 +989,8 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             if labels is not None:
                 labels = labels.to(logits.device)
                 loss_sum = F.cross_entropy(
-                    logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum"
+                    logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum",
+                    label_smoothing=label_smoothing,
                 )
                 loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
         return Seq2SeqLMOutput(

@@ -246,17 +246,21 @@ def test_compiled_training_measurement(bench, tmp_path):
 
 
 def test_decode_latency_variants_generate_the_same_tokens():
-    """bench/decode_latency.py: batch-1 greedy with the dynamic and the static cache, Forge and BART, interleaved;
-    every variant must reproduce the eager tokens (the compiled variant is left to the bench: it compiles for
+    """bench/decode_latency.py: batch-1 greedy with the dynamic and the static cache and with bf16 weights, Forge and
+    BART, interleaved; every fp32 variant must reproduce the eager tokens (the compiled variant is left to the bench: it compiles for
     minutes)."""
     spec = importlib.util.spec_from_file_location("decode_latency", REPO_ROOT / "bench" / "decode_latency.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     threads = torch.get_num_threads()
     try:
-        out = module.main(["--quick", "--variants", "eager,static", "--threads", "1"])
+        out = module.main(["--quick", "--variants", "eager,static,bf16", "--threads", "1"])
     finally:
         torch.set_num_threads(threads)
     for key in ("forge_eager", "forge_static", "bart_eager"):
         assert out[key]["same_tokens_as_eager"] is True, key
+        assert out[key]["new_tokens_equal_to_eager"] == 1.0, key
+        assert _finite_positive(out[key]["ms_per_new_token"]), key
+    for key in ("forge_bf16", "bart_bf16"):  # bf16 weights: timed, and their agreement with fp32 reported
+        assert 0.0 <= out[key]["new_tokens_equal_to_eager"] <= 1.0, key
         assert _finite_positive(out[key]["ms_per_new_token"]), key

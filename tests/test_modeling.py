@@ -396,6 +396,27 @@ def test_static_cache_generate_equals_dynamic_cache(seq2seq, mode):
     assert torch.equal(dynamic, static)
 
 
+def test_bfloat16_weights_load_and_generate_in_bfloat16(seq2seq, tmp_path):
+    """``from_pretrained(dtype=torch.bfloat16)``, the low-latency CPU setting (half the bytes per decoding step):
+    every weight and buffer (the position tables included) is bf16, so no step mixes precisions; the logits stay
+    within bf16 rounding of fp32's, and cached decoding gives the uncached tokens (greedy and beam)."""
+    seq2seq.save_pretrained(tmp_path)
+    half = ForgeForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    tensors = dict(half.named_parameters()) | dict(half.named_buffers())
+    assert {name for name, t in tensors.items() if t.is_floating_point() and t.dtype != torch.bfloat16} == set()
+    inputs = source_batch()
+    labels = target_ids()
+    with torch.no_grad():
+        full = seq2seq(**inputs, labels=labels).logits
+        low = half(**inputs, labels=labels).logits
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), full, atol=0.05, rtol=0.05)
+    for mode in ("greedy", "beam"):
+        cached = half.generate(**inputs, max_new_tokens=8, **GENERATION_MODES[mode])
+        uncached = half.generate(**inputs, max_new_tokens=8, use_cache=False, **GENERATION_MODES[mode])
+        assert torch.equal(cached, uncached), mode
+
+
 def test_incremental_decoding_equals_full_forward(seq2seq):
     inputs = source_batch()
     decoder_input_ids = target_ids(length=6)

@@ -130,6 +130,69 @@ def test_chunked_loss_leaves_eval_logits_and_generate_unchanged():
     assert torch.equal(model.generate(**source_batch(2, 8), max_new_tokens=6, do_sample=False), plain_tokens)
 
 
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_label_smoothing_in_the_loss_equals_transformers_label_smoother(chunk):
+    """``label_smoothing=`` in Forge's loss (plain and chunked) gives the loss and gradients of transformers'
+    ``LabelSmoother`` on the returned logits, which is what the Trainer does with ``--label_smoothing_factor``."""
+    from model_tester import source_batch, target_ids
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config()).train()
+    labels = target_ids(3, 9)
+    labels[1, 6:] = -100
+    inputs = source_batch(3, 10)
+    decoder_input_ids = model.prepare_decoder_input_ids_from_labels(labels)
+    model.zero_grad()
+    reference = LabelSmoother(epsilon=0.1)(model(**inputs, decoder_input_ids=decoder_input_ids), labels)
+    reference.backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.config.loss_chunk_size = chunk
+    out, got = _loss_and_grads(model, {**inputs, "labels": labels, "label_smoothing": 0.1})
+    torch.testing.assert_close(out.loss, reference, atol=1e-5, rtol=0)
+    assert got.keys() == want.keys()
+    for name, grad in want.items():
+        torch.testing.assert_close(got[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+    plain, _ = _loss_and_grads(model, {**inputs, "labels": labels})
+    assert plain.loss < out.loss  # smoothing is applied (it adds the mean over the vocabulary of -log p)
+
+
+def test_seq2seq_trainer_hands_label_smoothing_to_forge_and_keeps_the_smoother_for_bart(tmp_path):
+    """With ``--label_smoothing_factor`` the recipes' Seq2Seq Trainer lets Forge compute the smoothed loss (the
+    Trainer's ``LabelSmoother`` is not called) with the same value; a model without the argument (BART) keeps the
+    Trainer's path."""
+    from unittest import mock
+
+    from model_tester import source_batch, target_ids
+    from transformers import BartConfig, BartForConditionalGeneration, Seq2SeqTrainingArguments
+    from transformers.trainer_pt_utils import LabelSmoother
+
+    from recipes.core.trainers import ForgeSeq2SeqTrainer
+
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), label_smoothing_factor=0.1, report_to="none")
+    labels = target_ids(3, 9)
+    labels[1, 6:] = -100
+    torch.manual_seed(0)
+    forge = ForgeForConditionalGeneration(tiny_config()).train()
+    bart = BartForConditionalGeneration(BartConfig(
+        vocab_size=99, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=64,
+        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, dropout=0.0,
+    )).train()
+    for model, smoother_calls in ((forge, 0), (bart, 1)):
+        trainer = ForgeSeq2SeqTrainer(model=model, args=args)
+        # as DataCollatorForSeq2Seq builds a batch: labels and the decoder inputs shifted from them
+        inputs = {**source_batch(3, 10), "decoder_input_ids": model.prepare_decoder_input_ids_from_labels(labels)}
+        with torch.no_grad():
+            want = LabelSmoother(epsilon=0.1)(model(**inputs), labels)
+        with mock.patch.object(LabelSmoother, "__call__", autospec=True, side_effect=LabelSmoother.__call__) as spy:
+            with torch.no_grad():
+                loss = trainer.compute_loss(model, {**inputs, "labels": labels})
+        assert spy.call_count == smoother_calls, type(model).__name__
+        assert trainer.label_smoother is not None  # restored for evaluation and the next step
+        torch.testing.assert_close(loss, want, atol=1e-5, rtol=0)
+
+
 def test_loss_chunk_size_must_be_positive():
     with pytest.raises(ValueError, match="loss_chunk_size"):
         tiny_config(loss_chunk_size=0)
