@@ -9,6 +9,11 @@
 #   SMOKE=1 PRETRAINED=... DATA=../shared/data RESULTS=/tmp/dp.jsonl bash bench/dp_sst2.sh     # tiny dry run
 #   EPSILONS="1 3 8" SEEDS="42 43" EPOCHS=3 BS=256 LR=1e-3 ...                                  # other settings
 #   EXTRA="--use_lora" TAG=-lora ...   # flags added to every run (private and not); TAG is appended to run names
+#   PRESET=forge-small TOK=outputs/quality_pt/tokenizer EXTRA="--config_overrides d_model=64,encoder_layers=2,\
+#     encoder_attention_heads=2,encoder_ffn_dim=256,decoder_layers=1,decoder_attention_heads=2,decoder_ffn_dim=256 \
+#     --init_embeddings ../shared/data/wordvectors/glove.6B.50d.top20k.txt --freeze_embeddings" TAG=-glove64 ...
+#                                      # session 11: a 0.1M-parameter model from scratch on frozen GloVe rows
+#   EXTRA="... --optim sgd --optim_args momentum=0.9" LR=0.5 ...   # DP-SGD proper (momentum SGD) instead of DP-AdamW
 #
 # Without PRETRAINED it trains from scratch with TOK (a tokenizer folder) and PRESET (default forge-tiny: smoke tests).
 # DP-SGD needs fp32, one device and no gradient accumulation (recipes.privacy.dp refuses the rest); large expected batches
