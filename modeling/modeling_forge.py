@@ -948,15 +948,17 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
-        label_smoothing: float = 0.0,
+        smoothing: float = 0.0,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         r"""labels: (batch, target_len) token ids, -100 where no loss is wanted. Without ``decoder_input_ids`` they
         are shifted right to become the decoder inputs.
-        label_smoothing: the loss's label smoothing (``F.cross_entropy``'s, the same value per token as
-        transformers' ``LabelSmoother``). The recipes' Seq2Seq Trainer passes ``--label_smoothing_factor`` here
-        instead of smoothing the returned logits outside the model: one fused pass over the vocabulary instead of
-        several (``recipes/core/trainers.py``)."""
+        smoothing: label smoothing of the loss (``F.cross_entropy``'s ``label_smoothing``, the same value per token
+        as transformers' ``LabelSmoother``). The recipes' Trainers pass ``--label_smoothing_factor`` here instead of
+        smoothing the returned logits outside the model: one fused pass over the vocabulary instead of several
+        (``recipes/core/trainers.py``). Not named ``label_smoothing``: the Trainer takes every forward argument
+        whose name contains "label" for a label column (``transformers.utils.find_labels``) and would then skip
+        the evaluation loss of batches that lack it."""
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -981,7 +983,7 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             labels = labels.to(hidden.device)
             loss_sum = chunked_lm_loss_sum(
                 hidden.reshape(-1, hidden.shape[-1]), self.lm_head.weight, labels.reshape(-1), self.config.loss_chunk_size,
-                label_smoothing,
+                smoothing,
             )
             loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
         else:
@@ -990,7 +992,7 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
                 labels = labels.to(logits.device)
                 loss_sum = F.cross_entropy(
                     logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum",
-                    label_smoothing=label_smoothing,
+                    label_smoothing=smoothing,
                 )
                 loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
         return Seq2SeqLMOutput(

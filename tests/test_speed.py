@@ -132,7 +132,7 @@ def test_chunked_loss_leaves_eval_logits_and_generate_unchanged():
 
 @pytest.mark.parametrize("chunk", [None, 7])
 def test_label_smoothing_in_the_loss_equals_transformers_label_smoother(chunk):
-    """``label_smoothing=`` in Forge's loss (plain and chunked) gives the loss and gradients of transformers'
+    """``smoothing=`` in Forge's loss (plain and chunked) gives the loss and gradients of transformers'
     ``LabelSmoother`` on the returned logits, which is what the Trainer does with ``--label_smoothing_factor``."""
     from model_tester import source_batch, target_ids
     from transformers.trainer_pt_utils import LabelSmoother
@@ -148,13 +148,26 @@ def test_label_smoothing_in_the_loss_equals_transformers_label_smoother(chunk):
     reference.backward()
     want = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.config.loss_chunk_size = chunk
-    out, got = _loss_and_grads(model, {**inputs, "labels": labels, "label_smoothing": 0.1})
+    out, got = _loss_and_grads(model, {**inputs, "labels": labels, "smoothing": 0.1})
     torch.testing.assert_close(out.loss, reference, atol=1e-5, rtol=0)
     assert got.keys() == want.keys()
     for name, grad in want.items():
         torch.testing.assert_close(got[name], grad, atol=1e-5, rtol=1e-4, msg=name)
     plain, _ = _loss_and_grads(model, {**inputs, "labels": labels})
     assert plain.loss < out.loss  # smoothing is applied (it adds the mean over the vocabulary of -log p)
+
+
+def test_the_trainer_sees_only_labels_as_label_columns():
+    """transformers' Trainer takes every forward argument whose name contains "label" for a label column and skips
+    the evaluation loss of batches without all of them; the smoothing argument must not be one."""
+    from transformers.utils import find_labels
+
+    from modeling import ForgeForQuestionAnswering, ForgeForSequenceClassification, ForgeForTokenClassification
+
+    assert find_labels(ForgeForConditionalGeneration) == ["labels"]
+    assert find_labels(ForgeForSequenceClassification) == ["labels"]
+    assert find_labels(ForgeForTokenClassification) == ["labels"]
+    assert find_labels(ForgeForQuestionAnswering) == ["start_positions", "end_positions"]
 
 
 def test_seq2seq_trainer_hands_label_smoothing_to_forge_and_keeps_the_smoother_for_bart(tmp_path):

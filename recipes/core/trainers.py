@@ -72,31 +72,31 @@ class _BudgetSchedule:
         return scheduler
 
 
-def _accepts_label_smoothing(model: Any) -> bool:
+def _accepts_smoothing(model: Any) -> bool:
     """Whether the model (under a PEFT wrapper: its base model) computes a label-smoothed loss itself."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "label_smoothing" in inspect.signature(base.forward).parameters
+    return "smoothing" in inspect.signature(base.forward).parameters
 
 
 class _LabelSmoothingInTheModel:
-    """Mixin: ``--label_smoothing_factor`` goes to the model's own loss when the model takes ``label_smoothing``.
+    """Mixin: ``--label_smoothing_factor`` goes to the model's own loss when the model takes ``smoothing``.
 
     transformers' Trainer takes the labels away from the model and smooths the returned logits with its
     ``LabelSmoother``: a log-softmax, a negation, a gather and a sum over the whole (tokens x vocabulary) tensor,
     and their backward. Forge's seq2seq head computes the same per-token value in one fused ``F.cross_entropy``
-    (``label_smoothing=``), and with ``loss_chunk_size`` without the full logits. Measured on a forge-small step
+    (``smoothing=``), and with ``loss_chunk_size`` without the full logits. Measured on a forge-small step
     (batch 64, 24 + 24 tokens, 2 CPU cores; bench/results/explore/label_smoothing_step.log): 1,656 -> 1,355 ms at a
     16,384-token vocabulary, 1,035 -> 961 ms at 8,000. Models without the argument (BART) keep the Trainer's path.
     """
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         smoother = self.label_smoother
-        if smoother is None or "labels" not in inputs or not _accepts_label_smoothing(self.accelerator.unwrap_model(model)):
+        if smoother is None or "labels" not in inputs or not _accepts_smoothing(self.accelerator.unwrap_model(model)):
             return super().compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch)
         self.label_smoother = None  # the Trainer's own path then hands the labels to the model
         try:
             return super().compute_loss(
-                model, {**inputs, "label_smoothing": smoother.epsilon}, return_outputs=return_outputs,
+                model, {**inputs, "smoothing": smoother.epsilon}, return_outputs=return_outputs,
                 num_items_in_batch=num_items_in_batch,
             )
         finally:

@@ -1,7 +1,7 @@
 """Why is a translation step with a 16k vocabulary 1.9x slower than with 8k? A synthetic forge-small step (batch 64,
 24 source + 24 target tokens, AdamW) with transformers' LabelSmoother (as the Trainer applies --label_smoothing_factor)
 and with Forge's own cross-entropy, at 8,000 and 16,384 tokens, then a profile of the LabelSmoother step; since the
-session-11 change, also the smoothed loss inside Forge (``label_smoothing=``).
+session-11 change, also the smoothed loss inside Forge (``smoothing=``).
 Session 11: ``python bench/results/explore/label_smoothing_step.py`` (log: label_smoothing_step.log)."""
 import time, sys, torch
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[3]))  # the repository root
@@ -17,7 +17,7 @@ def step(model, opt, batch, mode):
         loss = ls(out, batch["labels"])
     else:  # plain_ce, or forge_smoothed: the label-smoothed loss inside Forge (what the recipes' Trainer now uses)
         loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], decoder_input_ids=batch["dec"],
-                     labels=batch["labels"], label_smoothing=0.1 if mode == "forge_smoothed" else 0.0).loss
+                     labels=batch["labels"], smoothing=0.1 if mode == "forge_smoothed" else 0.0).loss
     loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
 for vocab in (8000, 16384):
     torch.manual_seed(0)
