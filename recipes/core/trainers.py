@@ -19,6 +19,7 @@ lr 1e-3); the longer runs of bench/quality.py use it. ``--anneal_over_budget fal
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 from typing import Any, Callable, Optional
@@ -72,10 +73,15 @@ class _BudgetSchedule:
         return scheduler
 
 
+@functools.lru_cache(maxsize=None)
+def _forward_takes_smoothing(model_class: type) -> bool:
+    return "smoothing" in inspect.signature(model_class.forward).parameters
+
+
 def _accepts_smoothing(model: Any) -> bool:
     """Whether the model (under a PEFT wrapper: its base model) computes a label-smoothed loss itself."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return "smoothing" in inspect.signature(base.forward).parameters
+    return _forward_takes_smoothing(type(base))  # asked every step: the signature is read once per class
 
 
 class _LabelSmoothingInTheModel:

@@ -3,8 +3,13 @@
 and with Forge's own cross-entropy, at 8,000 and 16,384 tokens, then a profile of the LabelSmoother step; since the
 session-11 change, also the smoothed loss inside Forge (``smoothing=``).
 Session 11: ``python bench/results/explore/label_smoothing_step.py`` (log: label_smoothing_step.log)."""
-import time, sys, torch
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[3]))  # the repository root
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 import modeling
 from modeling import ForgeConfig, ForgeForConditionalGeneration
 from transformers.trainer_pt_utils import LabelSmoother
