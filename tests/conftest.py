@@ -34,3 +34,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Record each test's outcome in its module's ``OUTCOMES`` dict, for modules that define one
+    (tests/test_transformers_common.py compares Forge's skips with BART's)."""
+    report = yield
+    outcomes = getattr(getattr(item, "module", None), "OUTCOMES", None)
+    if isinstance(outcomes, dict) and (report.when == "call" or report.skipped):
+        reason = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else ""
+        outcomes[item.nodeid] = (report.outcome, reason)
+    return report
