@@ -10,7 +10,11 @@ Variants, each a normal ``generate()`` call (32 new tokens, exactly; 32-token so
   bfloat16 (what ``from_pretrained(..., dtype=torch.bfloat16)`` gives): half the bytes read per step, which is what
   a batch-1 step is bound by on a CPU (``bench/memory_floor.py``). CPUs with AVX512-BF16 or AMX compute it natively.
 
-The fp32 variants must generate the tokens of ``eager`` (checked). bf16 rounds every weight, so its tokens may
+- ``compiled_decoding``, ``bf16_compiled_decoding`` (Forge only): ``generate(..., compiled_decoding=True)``, Forge's
+  own decoding loop with one compiled decoder step on a static cache (``modeling/generation_forge.py``).
+
+``--batch`` sets the number of sources per call (default 1; issue 19 also asks for 16). The fp32 variants must
+generate the tokens of ``eager`` (checked). bf16 rounds every weight, so its tokens may
 differ: reported as the share of new tokens equal to fp32 ``eager``'s. Reported: median ms per new token over interleaved
 rounds, and each variant's ratio to eager BART. ``bench/profile_model.py --what decode_step`` splits one step of
 the eager path by layer; this script says what the library's switches already buy end to end::
@@ -35,12 +39,15 @@ from transformers import CompileConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_model as bm  # noqa: E402 - same models, inputs and interleaving as the Forge-vs-BART bench
 
-VARIANTS = ("eager", "static", "static_compiled", "bf16", "bf16_static_compiled")
+VARIANTS = ("eager", "static", "static_compiled", "bf16", "bf16_static_compiled", "compiled_decoding", "bf16_compiled_decoding")
+FORGE_ONLY = ("compiled_decoding", "bf16_compiled_decoding")
 
 
 def generate_kwargs(variant: str, new_tokens: int) -> dict:
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
     variant = variant.removeprefix("bf16").lstrip("_") or "eager"
+    if variant == "compiled_decoding":
+        return {**kwargs, "compiled_decoding": True}
     if variant != "eager":
         kwargs["cache_implementation"] = "static"
     if variant == "static_compiled":
@@ -58,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vocab", type=int, default=8000, help="issue 19's shape: vocabulary 8000")
     parser.add_argument("--src-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=1, help="sources per generate() call")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -73,9 +81,10 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"unknown --variants {sorted(unknown)}; choose from {VARIANTS}")
     device = torch.device("cpu")
     pair = bm.build_pair(args.preset, "sdpa", None, device, {"vocab_size": args.vocab})
-    batch = bm.make_batch(args.vocab, 1, args.src_len, 1, device, seed=2)
+    batch = bm.make_batch(args.vocab, args.batch, args.src_len, 1, device, seed=2)
     results: dict = {"meta": {
         "preset": args.preset, "vocab": args.vocab, "src_len": args.src_len, "new_tokens": args.new_tokens,
+        "batch": args.batch,
         "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_start": os.getloadavg(), "statistic": "median over interleaved rounds (order flipped each round)",
@@ -94,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
         reference = call(model, "eager")()
         half = copy.deepcopy(model).to(torch.bfloat16) if any(v.startswith("bf16") for v in variants) else None
         for variant in variants:
+            if variant in FORGE_ONLY and name != "forge":
+                continue
             key = f"{name}_{variant}"
             fn = call(half if variant.startswith("bf16") else model, variant)
             start = time.perf_counter()
@@ -114,6 +125,7 @@ def main(argv: list[str] | None = None) -> dict:
     for key, t in times.items():
         results[key] = {
             "ms_per_new_token": 1e3 * bm.median(t) / args.new_tokens, "times_s": t,
+            "new_tokens_per_s": args.batch * args.new_tokens / bm.median(t),
             "first_call_s": first_call_s[key], "same_tokens_as_eager": same_tokens[key],
             "new_tokens_equal_to_eager": agreement[key],
             "speed_vs_bart_eager": (base / bm.median(t)) if base else None,
@@ -121,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
     results["meta"]["loadavg_end"] = os.getloadavg()
     for key in times:
         r = results[key]
-        print(f"{key:24s} {r['ms_per_new_token']:7.2f} ms/token  x{r['speed_vs_bart_eager']:.2f} vs BART eager  "
+        print(f"{key:24s} {r['ms_per_new_token']:7.2f} ms/step  {r['new_tokens_per_s']:7.0f} tokens/s  "
+              f"x{r['speed_vs_bart_eager']:.2f} vs BART eager  "
               f"first call {r['first_call_s']:.1f} s  same tokens: {r['same_tokens_as_eager']} "
               f"({100 * r['new_tokens_equal_to_eager']:.0f}% of new tokens)")
     if args.json:

@@ -54,6 +54,7 @@ except ImportError:  # older safetensors
     from safetensors._safetensors_rust import SafetensorError
 
 from .configuration_forge import ForgeConfig
+from .generation_forge import compiled_decoding as _compiled_decoding
 from .mixers_forge import build_mixer, init_mixer_weights, mixer_padding_mask, prepare_mixer_cache
 
 
@@ -728,10 +729,7 @@ class ForgeDecoder(_ForgeStack):
         if isinstance(past_length, torch.Tensor) and not torch.compiler.is_compiling():
             # A static cache (its length is a tensor): grow the position table to the cache's whole length now,
             # in the uncompiled prefill, so that compiled decoding steps never need to (`position_end`).
-            max_length = cache.self_attention_cache.get_max_length()
-            if max_length > 0:
-                positions = self.embed_positions if self.embed_positions is not None else self.rotary
-                positions.grow(max_length)
+            self.grow_positions(cache.self_attention_cache.get_max_length())
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=past_length)
 
         # sdpa: None when there is no padding (then the kernel's is_causal applies); eager: the full additive mask.
@@ -756,6 +754,13 @@ class ForgeDecoder(_ForgeStack):
                 **mixer_kwargs,
             )
         return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=self.final_norm(hidden_states), cache=cache)
+
+    def grow_positions(self, length: int) -> None:
+        """Make the position table (sinusoidal rows or rotary cos/sin) cover ``length`` target positions; learned
+        positions cannot grow and refuse longer inputs when they meet them."""
+        if length > 0:
+            positions = self.embed_positions if self.embed_positions is not None else self.rotary
+            positions.grow(length)
 
     def _cross_mask(
         self,
@@ -1006,6 +1011,17 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
         )
+
+    def generate(self, *args, compiled_decoding: bool | None = None, **kwargs):
+        """transformers' ``generate()``. ``compiled_decoding=True``, or ``generation_config.compiled_decoding = True``
+        for every call (pipelines included), runs greedy search and sampling through Forge's compiled decoding loop
+        (``generation_forge.py``: same tokens, a fraction of the per-step cost; the first call compiles)."""
+        if compiled_decoding is None:
+            config = kwargs.get("generation_config") or self.generation_config
+            compiled_decoding = bool(getattr(config, "compiled_decoding", False))
+        if compiled_decoding and kwargs.get("custom_generate") is None:
+            kwargs["custom_generate"] = _compiled_decoding
+        return super().generate(*args, **kwargs)
 
     def _reorder_cache(self, cache: EncoderDecoderCache, beam_idx: torch.LongTensor) -> EncoderDecoderCache:
         """Beam search: reorder only the self-attention cache.

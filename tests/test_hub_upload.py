@@ -16,7 +16,8 @@ pytestmark = pytest.mark.xdist_group("forge_hub_folders")
 
 FAKE_TOKEN = "hf_fakeUploadToken0123456789abcdef"
 EXPECTED_FILES = [
-    "README.md", "config.json", "configuration_forge.py", "generation_config.json", "merges.txt", "mixers_forge.py",
+    "README.md", "config.json", "configuration_forge.py", "generation_config.json", "generation_forge.py", "merges.txt",
+    "mixers_forge.py",
     "model.safetensors", "modeling_forge.py", "pipeline_forge.py", "tokenization_forge.py",
     "tokenization_forge_fast.py", "tokenizer.json", "tokenizer_config.json", "vocab.json",
 ]

@@ -50,7 +50,9 @@ TOKENIZER_AUTO_MAP: dict[str, list[str | None]] = {
 }
 TOKENIZER_CLASS = "ForgeTokenizerFast"
 
-MODEL_CODE_FILES: tuple[str, ...] = ("configuration_forge.py", "modeling_forge.py", "mixers_forge.py", "pipeline_forge.py")
+MODEL_CODE_FILES: tuple[str, ...] = (
+    "configuration_forge.py", "modeling_forge.py", "mixers_forge.py", "generation_forge.py", "pipeline_forge.py",
+)
 TOKENIZER_CODE_FILES: tuple[str, ...] = ("tokenization_forge.py", "tokenization_forge_fast.py")
 CODE_FILES: tuple[str, ...] = MODEL_CODE_FILES + TOKENIZER_CODE_FILES
 TOKENIZER_FILES: tuple[str, ...] = ("tokenizer.json", TOKENIZER_CONFIG_NAME, "vocab.json", "merges.txt")

@@ -1,0 +1,165 @@
+"""Compiled decoding for Forge's seq2seq head: greedy and sampled ``generate()`` with one compiled decoder step.
+
+``generate()`` spends most of a batch-1 decoding step outside the model on a CPU: per-step input preparation, cache
+bookkeeping and mask building, then the model's own ~30 small operations, each paying PyTorch's dispatch cost
+(``bench/profile_model.py --what decode_step``). transformers' switch for this (``cache_implementation="static"``
+with a ``compile_config``) compiles the model's forward, but keeps its generation loop around it, and bought 3-14%
+here (``bench/decode_latency.py``). This module keeps transformers' ``generate()`` for everything before the loop
+(encoder, special tokens, lengths, logits processors, stopping criteria) and replaces only the loop, through
+generate's own ``custom_generate`` hook:
+
+* the decoder runs on a static cache (preallocated keys and values), so every step has the same shapes;
+* one step, decoder plus ``lm_head`` on the last position, is compiled once by ``torch.compile`` and reused;
+* the source is padded to a multiple of ``SOURCE_BUCKET`` tokens (masked) and the cache to a multiple of
+  ``TARGET_BUCKET``, so inputs of different lengths reuse a few compiled steps instead of compiling one each;
+* the logits processors and stopping criteria are transformers' own, applied exactly as ``_sample`` applies them
+  (min/max length, EOS, repetition penalty, sampling warpers, ...), so the tokens are those of the usual loop.
+
+Turn it on per call, ``model.generate(..., compiled_decoding=True)``, or for every call (pipelines included),
+``model.generation_config.compiled_decoding = True``. The first call with a new batch size or length bucket
+compiles (tens of seconds on a CPU). What the loop does not handle goes to transformers' own method unchanged:
+beam search, ``return_dict_in_generate``, streamers, synced GPUs, conv/recurrent decoder mixers, extra model inputs.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from transformers import GenerationMixin
+from transformers.cache_utils import EncoderDecoderCache, StaticCache
+from transformers.utils import logging
+
+
+logger = logging.get_logger(__name__)
+
+SOURCE_BUCKET = 64  # source lengths are padded (and masked) to a multiple of this
+TARGET_BUCKET = 64  # the self-attention cache holds a multiple of this many tokens
+# What generate() hands the loop for an encoder-decoder model; anything else goes to transformers' own loop.
+_HANDLED_MODEL_KWARGS = frozenset({"encoder_outputs", "attention_mask", "cache", "use_cache", "logits_to_keep"})
+
+
+_compiled_step = None  # decode_step compiled, made on first use (one per process: it guards on the model it gets)
+
+
+def decode_step(
+    model, input_ids: torch.LongTensor, encoder_hidden: torch.Tensor, source_mask: torch.Tensor, cache: EncoderDecoderCache
+) -> torch.Tensor:
+    """One decoding step: the decoder on the static cache, then ``lm_head`` on the last position, as float32 logits
+    (what transformers' loop takes from the model's output)."""
+    hidden = model.model.decoder(
+        input_ids=input_ids,
+        encoder_hidden_states=encoder_hidden,
+        encoder_attention_mask=source_mask,
+        cache=cache,
+        use_cache=True,
+    ).last_hidden_state
+    return model.lm_head(hidden[:, -1]).float()
+
+
+def compiled_step():
+    global _compiled_step
+    if _compiled_step is None:
+        # dynamic=False: the shapes are fixed by the buckets, and a static graph is the fast one.
+        _compiled_step = torch.compile(decode_step, dynamic=False)
+    return _compiled_step
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return multiple * math.ceil(n / multiple)
+
+
+def _why_not(model, generation_config, model_kwargs: dict, synced_gpus: bool, streamer) -> str | None:
+    """Why this call cannot take the compiled loop, or None when it can."""
+    if generation_config.num_beams > 1:
+        return "beam search"
+    if generation_config.return_dict_in_generate:
+        return "return_dict_in_generate"
+    if streamer is not None or synced_gpus:
+        return "a streamer or synced GPUs"
+    if not generation_config.use_cache:
+        return "use_cache=False"
+    if model.model.decoder.mixer_layers:
+        return "conv/recurrent decoder mixers (their state is not a static key/value cache)"
+    extra = set(model_kwargs) - _HANDLED_MODEL_KWARGS
+    if extra:
+        return f"extra model inputs {sorted(extra)}"
+    if model.training:
+        return "the model is in training mode"
+    return None
+
+
+def _padded_source(encoder_hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder output and its mask, padded with masked positions to the next source bucket."""
+    batch, length, _ = encoder_hidden.shape
+    if attention_mask is None:
+        attention_mask = torch.ones(batch, length, dtype=torch.long, device=encoder_hidden.device)
+    extra = _round_up(length, SOURCE_BUCKET) - length
+    return F.pad(encoder_hidden, (0, 0, 0, extra)), F.pad(attention_mask, (0, extra))
+
+
+def compiled_decoding(
+    model,
+    input_ids: torch.LongTensor,
+    logits_processor,
+    stopping_criteria,
+    generation_config,
+    synced_gpus: bool = False,
+    streamer=None,
+    **model_kwargs,
+) -> torch.LongTensor:
+    """generate()'s decoding loop for greedy search and sampling, with a compiled static-cache step.
+
+    Called by ``generate()`` (``custom_generate``) after it has run the encoder and prepared the decoder prefix
+    ``input_ids``, the processors and the stopping criteria; returns the sequences, as ``_sample`` does.
+    """
+    reason = _why_not(model, generation_config, model_kwargs, synced_gpus, streamer)
+    if reason is not None:
+        logger.info(f"compiled_decoding does not apply here ({reason}): transformers' own decoding loop runs.")
+        if generation_config.num_beams > 1:
+            if streamer is not None:  # what transformers says when its own beam search gets a streamer
+                raise ValueError("`streamer` cannot be used with beam search (yet!). Make sure that `num_beams` is set to 1.")
+            return GenerationMixin._beam_search(
+                model, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=synced_gpus,
+                **model_kwargs,
+            )  # fmt: skip
+        return GenerationMixin._sample(
+            model, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=synced_gpus,
+            streamer=streamer, **model_kwargs,
+        )  # fmt: skip
+    config = model.config
+    encoder_hidden, source_mask = _padded_source(
+        model_kwargs["encoder_outputs"].last_hidden_state, model_kwargs.get("attention_mask")
+    )
+    target_length = _round_up(generation_config.max_length, TARGET_BUCKET)
+    cache = EncoderDecoderCache(
+        StaticCache(config=config, max_cache_len=target_length),
+        StaticCache(config=config, max_cache_len=encoder_hidden.shape[1]),
+    )
+    model.model.decoder.grow_positions(target_length)  # a compiled step cannot grow the table
+    pad_token_id = generation_config._pad_token_tensor
+    has_eos_stopping_criteria = any(hasattr(criteria, "eos_token_id") for criteria in stopping_criteria)
+    unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
+    # The prefix step runs eagerly: it allocates the static cache and projects the encoder's keys and values once.
+    logits = decode_step(model, input_ids, encoder_hidden, source_mask, cache)
+    step = compiled_step()
+    checked = False
+    while True:
+        scores = logits_processor(input_ids, logits)
+        if generation_config.do_sample:
+            next_tokens = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            next_tokens = torch.argmax(scores, dim=-1)
+        if has_eos_stopping_criteria:  # finished rows get padding, as in transformers' loop
+            next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
+        input_ids = torch.cat([input_ids, next_tokens[:, None]], dim=-1)
+        unfinished = unfinished & ~stopping_criteria(input_ids, None)
+        if unfinished.max() == 0:
+            return input_ids
+        if checked:
+            # Every step of this loop has the shapes, model and cache objects of the first compiled step, whose
+            # guards dynamo checked in full: re-checking them each step (~100 parameters) costs ~0.5 ms on a CPU.
+            with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
+        else:
+            logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
+            checked = True
