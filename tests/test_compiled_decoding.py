@@ -131,3 +131,22 @@ def test_inductor_gives_the_eager_tokens(monkeypatch):
     model = _model()
     plain, compiled = _both(model, source_batch(1, 12, padded=False), max_new_tokens=16, min_new_tokens=16)
     assert torch.equal(compiled, plain)
+
+
+def test_bfloat16_weights_take_the_reduction_matvecs_and_give_the_eager_tokens(monkeypatch):
+    """bf16 weights on a CPU: the compiled step writes its few-row matmuls as multiply-and-sum (fp32 accumulation;
+    the graph holds no ``linear``), and the tokens are still those of transformers' loop on the same bf16 model."""
+    graphs = []
+
+    def recording_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    step = torch.compile(generation_forge.decode_step, backend=recording_backend, dynamic=False)
+    monkeypatch.setattr(generation_forge, "_compiled_step", step)
+    model = _model().to(torch.bfloat16)
+    plain, compiled = _both(model, source_batch(1, 12, padded=False), max_new_tokens=16, min_new_tokens=16)
+    assert torch.equal(compiled, plain)
+    assert len(graphs) == 1
+    code = graphs[0].code
+    assert "linear" not in code and code.count("sum") == 2 * 6 + 1, code  # 2 layers x 6 projections, and lm_head
