@@ -41,6 +41,7 @@ import bench_model as bm  # noqa: E402 - same models, inputs and interleaving as
 
 VARIANTS = ("eager", "static", "static_compiled", "bf16", "bf16_static_compiled", "compiled_decoding", "bf16_compiled_decoding")
 FORGE_ONLY = ("compiled_decoding", "bf16_compiled_decoding")
+SHORT, SHORT_SUFFIX = 2, "@short"  # --steady-state
 
 
 def generate_kwargs(variant: str, new_tokens: int) -> dict:
@@ -66,6 +67,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--src-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1, help="sources per generate() call")
+    parser.add_argument("--steady-state", action="store_true",
+                        help=f"also time each variant with {SHORT} new tokens (interleaved) and report the steady-state "
+                        f"cost of one decoding step: (t(new_tokens) - t({SHORT})) / (new_tokens - {SHORT})")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -90,11 +94,11 @@ def main(argv: list[str] | None = None) -> dict:
         "loadavg_start": os.getloadavg(), "statistic": "median over interleaved rounds (order flipped each round)",
     }}
 
-    def call(model, variant):
+    def call(model, variant, new_tokens=args.new_tokens):
         def run():
             with torch.inference_mode():
                 return model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                      **generate_kwargs(variant, args.new_tokens))
+                                      **generate_kwargs(variant, new_tokens))
         return run
 
     fns, first_call_s, same_tokens, agreement = {}, {}, {}, {}
@@ -120,7 +124,12 @@ def main(argv: list[str] | None = None) -> dict:
             new = slice(reference.shape[1] - args.new_tokens, None)  # the generated part of each row
             agreement[key] = float((out[:, new] == reference[:, new]).float().mean()) if out.shape == reference.shape else 0.0
             fns[key] = fn
+            if args.steady_state:  # the same call with SHORT new tokens: the difference is the per-step cost
+                short = call(half if variant.startswith("bf16") else model, variant, SHORT)
+                short()
+                fns[f"{key}{SHORT_SUFFIX}"] = short
     times = bm.interleave(fns, args.rounds, warmup=0, device=device)
+    short_times = {key[: -len(SHORT_SUFFIX)]: times.pop(key) for key in list(times) if key.endswith(SHORT_SUFFIX)}
     base = bm.median(times["bart_eager"]) if "bart_eager" in times else None
     for key, t in times.items():
         results[key] = {
@@ -130,13 +139,19 @@ def main(argv: list[str] | None = None) -> dict:
             "new_tokens_equal_to_eager": agreement[key],
             "speed_vs_bart_eager": (base / bm.median(t)) if base else None,
         }
+        if key in short_times:  # steady state: what one more decoding step costs, per-call work excluded
+            results[key]["short_times_s"] = short_times[key]
+            results[key]["steady_ms_per_step"] = (
+                1e3 * (bm.median(t) - bm.median(short_times[key])) / (args.new_tokens - SHORT)
+            )
     results["meta"]["loadavg_end"] = os.getloadavg()
     for key in times:
         r = results[key]
         print(f"{key:24s} {r['ms_per_new_token']:7.2f} ms/step  {r['new_tokens_per_s']:7.0f} tokens/s  "
               f"x{r['speed_vs_bart_eager']:.2f} vs BART eager  "
               f"first call {r['first_call_s']:.1f} s  same tokens: {r['same_tokens_as_eager']} "
-              f"({100 * r['new_tokens_equal_to_eager']:.0f}% of new tokens)")
+              f"({100 * r['new_tokens_equal_to_eager']:.0f}% of new tokens)"
+              + (f"  steady state {r['steady_ms_per_step']:.2f} ms/step" if "steady_ms_per_step" in r else ""))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1, default=float) + "\n")

@@ -17,7 +17,9 @@ generate's own ``custom_generate`` hook:
 
 Turn it on per call, ``model.generate(..., compiled_decoding=True)``, or for every call (pipelines included),
 ``model.generation_config.compiled_decoding = True``. The first call with a new batch size or length bucket
-compiles (tens of seconds on a CPU). What the loop does not handle goes to transformers' own method unchanged:
+compiles (tens of seconds on a CPU); past ``torch._dynamo.config.recompile_limit`` such variants (8 by default,
+models counted apart), dynamo runs new ones uncompiled and says so. The cache holds ``max_length`` rounded up to
+the bucket, so a large ``max_length`` makes every step attend over that many (masked) positions. What the loop does not handle goes to transformers' own method unchanged:
 beam search, ``return_dict_in_generate``, streamers, synced GPUs, conv/recurrent decoder mixers, extra model inputs.
 """
 
@@ -28,6 +30,8 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from transformers import GenerationMixin
 from transformers.cache_utils import EncoderDecoderCache, StaticCache
+from transformers.generation.logits_process import MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor
+from transformers.generation.stopping_criteria import EosTokenCriteria, MaxLengthCriteria
 from transformers.utils import logging
 
 
@@ -97,6 +101,71 @@ def compiled_step():
         # dynamic=False: the shapes are fixed by the buckets, and a static graph is the fast one.
         _compiled_step = torch.compile(decode_step, dynamic=False)
     return _compiled_step
+
+
+# --- greedy search with the token choice inside the compiled step -------------------------------------------------
+# The common request (greedy, at most a minimum length, EOS and max_length) needs no Python between two steps but
+# "stop?": its processor and criteria are two comparisons, done here inside the graph exactly as transformers' code
+# does them (``torch.where(eos, -inf, scores)``, ``argmax``, padding of ended rows, ``isin(EOS)``).
+_compiled_greedy_step = None
+
+
+def choose_greedy(
+    logits: torch.Tensor,
+    unfinished: torch.Tensor,
+    length: torch.Tensor,
+    min_length: torch.Tensor,
+    eos_mask: torch.Tensor,
+    eos_ids: torch.Tensor,
+    pad_token_id: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next tokens and the rows still running, from float32 logits, as MinLength/MinNewTokensLength, argmax and
+    EosTokenCriteria give them for a sequence of ``length`` tokens so far."""
+    scores = torch.where(eos_mask & (length < min_length), -math.inf, logits)
+    next_tokens = torch.argmax(scores, dim=-1)
+    next_tokens = next_tokens * unfinished + pad_token_id * (1 - unfinished)
+    unfinished = unfinished & ~torch.isin(next_tokens, eos_ids)
+    return next_tokens, unfinished
+
+
+def greedy_step(model, tokens, encoder_hidden, source_mask, cache, unfinished, length, min_length, eos_mask, eos_ids, pad):
+    logits = decode_step(model, tokens, encoder_hidden, source_mask, cache)
+    return choose_greedy(logits, unfinished, length, min_length, eos_mask, eos_ids, pad)
+
+
+def compiled_greedy_step():
+    global _compiled_greedy_step
+    if _compiled_greedy_step is None:
+        _compiled_greedy_step = torch.compile(greedy_step, dynamic=False)
+    return _compiled_greedy_step
+
+
+def _greedy_plan(logits_processor, stopping_criteria, generation_config, prefix_length: int) -> dict | None:
+    """When the request is greedy search with only min-length processors and EOS / max-length criteria: the minimum
+    total length, the EOS ids and max_length that reproduce them; otherwise None."""
+    if generation_config.do_sample:
+        return None
+    eos, min_length, max_length = None, 0, None
+    for criteria in stopping_criteria:
+        if type(criteria) is MaxLengthCriteria:
+            max_length = criteria.max_length
+        elif type(criteria) is EosTokenCriteria:
+            eos = criteria.eos_token_id
+        else:
+            return None
+    if max_length is None or eos is None:
+        return None
+    for processor in logits_processor:
+        if type(processor) is MinLengthLogitsProcessor:
+            threshold = processor.min_length
+        elif type(processor) is MinNewTokensLengthLogitsProcessor:
+            threshold = processor.prompt_length_to_skip + processor.min_new_tokens
+        else:
+            return None
+        if not torch.equal(processor.eos_token_id.flatten().sort().values, eos.flatten().sort().values):
+            return None
+        min_length = max(min_length, threshold)
+    return {"min_length": min_length, "max_length": max_length, "eos_ids": eos.flatten()}
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -176,8 +245,11 @@ def compiled_decoding(
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
     # The prefix step runs eagerly: it allocates the static cache and projects the encoder's keys and values once.
     logits = decode_step(model, input_ids, encoder_hidden, source_mask, cache)
+    plan = _greedy_plan(logits_processor, stopping_criteria, generation_config, input_ids.shape[1])
+    if plan is not None and pad_token_id is not None:
+        return _greedy_loop(model, input_ids, logits, encoder_hidden, source_mask, cache, plan, pad_token_id)
     step = compiled_step()
-    checked = False
+    full_checks = 2  # compiled steps whose guards dynamo checks in full (the first may still set cached state)
     while True:
         scores = logits_processor(input_ids, logits)
         if generation_config.do_sample:
@@ -190,11 +262,41 @@ def compiled_decoding(
         unfinished = unfinished & ~stopping_criteria(input_ids, None)
         if unfinished.max() == 0:
             return input_ids
-        if checked:
-            # Every step of this loop has the shapes, model and cache objects of the first compiled step, whose
-            # guards dynamo checked in full: re-checking them each step (~100 parameters) costs ~0.5 ms on a CPU.
+        if full_checks:
+            logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
+            full_checks -= 1
+        else:
+            # Every later step has the shapes, model and cache objects of the steps whose guards dynamo checked in
+            # full; re-checking them each step (~100 parameters) costs ~0.5 ms on a CPU. Dynamo still checks what
+            # tells its compiled entries apart (other batch sizes or buckets).
             with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
                 logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
+
+
+def _greedy_loop(model, input_ids, logits, encoder_hidden, source_mask, cache, plan: dict, pad_token_id) -> torch.Tensor:
+    """Greedy search with the token choice and the EOS check inside the compiled step (see ``choose_greedy``)."""
+    device = input_ids.device
+    eos_ids = plan["eos_ids"].to(device)
+    eos_mask = torch.isin(torch.arange(logits.shape[-1], device=device), eos_ids)
+    min_length = torch.tensor(plan["min_length"], device=device)
+    pad = pad_token_id.to(device)
+    unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=device)
+    length = input_ids.shape[1]
+    next_tokens, unfinished = choose_greedy(logits, unfinished, torch.tensor(length, device=device), min_length,
+                                            eos_mask, eos_ids, pad)  # fmt: skip
+    pieces = [input_ids, next_tokens[:, None]]
+    length += 1
+    step = compiled_greedy_step()
+    full_checks = 2  # as in compiled_decoding: guards checked in full on the first compiled steps only
+    while length < plan["max_length"] and bool(unfinished.any()):
+        args = (model, next_tokens[:, None], encoder_hidden, source_mask, cache, unfinished,
+                torch.tensor(length, device=device), min_length, eos_mask, eos_ids, pad)  # fmt: skip
+        if full_checks:
+            next_tokens, unfinished = step(*args)
+            full_checks -= 1
         else:
-            logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
-            checked = True
+            with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+                next_tokens, unfinished = step(*args)
+        pieces.append(next_tokens[:, None])
+        length += 1
+    return torch.cat(pieces, dim=-1)

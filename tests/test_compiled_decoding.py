@@ -19,8 +19,9 @@ from modeling import ForgeForConditionalGeneration, generation_forge
 def _aot_eager(monkeypatch):
     torch._dynamo.reset()
     counters.clear()
-    step = torch.compile(generation_forge.decode_step, backend="aot_eager", dynamic=False)
-    monkeypatch.setattr(generation_forge, "_compiled_step", step)
+    for name, function in (("_compiled_step", generation_forge.decode_step),
+                           ("_compiled_greedy_step", generation_forge.greedy_step)):  # fmt: skip
+        monkeypatch.setattr(generation_forge, name, torch.compile(function, backend="aot_eager", dynamic=False))
     yield
     torch._dynamo.reset()
 
@@ -86,6 +87,49 @@ def test_rows_that_end_early_are_padded():
     assert first_stop <= 3 and (new[first_stop + 1 :] == model.config.pad_token_id).all(), compiled
 
 
+def test_a_minimum_length_holds_back_eos_until_it_is_reached():
+    """min_new_tokens past the point where a row would stop: EOS is suppressed until then, as transformers does."""
+    model = _model()
+    inputs = source_batch()
+    free = model.generate(**inputs, max_new_tokens=12)
+    stop = int(free[0, 4])
+    plain, compiled = _both(model, inputs, max_new_tokens=12, min_new_tokens=7, eos_token_id=stop)
+    assert torch.equal(compiled, plain)
+    assert not (compiled[:, 1:7] == stop).any()
+
+
+@pytest.mark.parametrize(
+    "kwargs,fused",
+    [
+        (dict(), True),
+        (dict(min_new_tokens=3, max_new_tokens=8), True),
+        (dict(repetition_penalty=1.2), False),
+        (dict(do_sample=True), False),
+        (dict(stop_strings=None, max_time=30.0), False),
+    ],
+    ids=["default", "min-new-tokens", "penalty", "sampling", "max-time"],
+)
+def test_plain_greedy_requests_choose_tokens_inside_the_compiled_step(monkeypatch, kwargs, fused):
+    """Greedy search with at most a minimum length, EOS and max_length takes the loop whose compiled step also picks
+    the token and checks EOS; any other processor or criterion keeps transformers' own, applied in Python."""
+    calls = []
+    real = generation_forge._greedy_loop
+    monkeypatch.setattr(generation_forge, "_greedy_loop", lambda *args: calls.append(1) or real(*args))
+    model = _model()
+    plain, compiled = _both(model, source_batch(), **{"max_new_tokens": 6, **kwargs})
+    assert torch.equal(compiled, plain)
+    assert bool(calls) is fused
+
+
+def test_a_decoder_prefix_of_several_tokens_is_continued_as_in_transformers_loop():
+    """``decoder_input_ids`` given to generate(): the prefix runs in one eager step, then the compiled steps go on."""
+    model = _model()
+    prefix = torch.tensor([[1, 7, 8, 9]] * 3)
+    plain, compiled = _both(model, {**source_batch(), "decoder_input_ids": prefix}, max_new_tokens=8)
+    assert torch.equal(plain[:, :4], prefix)
+    assert torch.equal(compiled, plain)
+
+
 def test_another_length_in_the_same_bucket_reuses_the_compiled_step():
     """Sources of 9 and 20 tokens (both pad to one 64-token bucket) and 8 or 20 new tokens (one cache bucket):
     one graph for all calls."""
@@ -128,6 +172,7 @@ def test_generation_config_switch_turns_it_on_for_every_call():
 def test_inductor_gives_the_eager_tokens(monkeypatch):
     """The backend users get: inductor's generated code, batch 1, the tokens of transformers' loop."""
     monkeypatch.setattr(generation_forge, "_compiled_step", None)
+    monkeypatch.setattr(generation_forge, "_compiled_greedy_step", None)
     model = _model()
     plain, compiled = _both(model, source_batch(1, 12, padded=False), max_new_tokens=16, min_new_tokens=16)
     assert torch.equal(compiled, plain)
@@ -142,8 +187,8 @@ def test_bfloat16_weights_take_the_reduction_matvecs_and_give_the_eager_tokens(m
         graphs.append(graph)
         return graph.forward
 
-    step = torch.compile(generation_forge.decode_step, backend=recording_backend, dynamic=False)
-    monkeypatch.setattr(generation_forge, "_compiled_step", step)
+    step = torch.compile(generation_forge.greedy_step, backend=recording_backend, dynamic=False)
+    monkeypatch.setattr(generation_forge, "_compiled_greedy_step", step)
     model = _model().to(torch.bfloat16)
     plain, compiled = _both(model, source_batch(1, 12, padded=False), max_new_tokens=16, min_new_tokens=16)
     assert torch.equal(compiled, plain)
