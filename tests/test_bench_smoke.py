@@ -254,13 +254,14 @@ def test_decode_latency_variants_generate_the_same_tokens():
     spec.loader.exec_module(module)
     threads = torch.get_num_threads()
     try:
-        out = module.main(["--quick", "--variants", "eager,static,bf16", "--threads", "1"])
+        out = module.main(["--quick", "--variants", "eager,static,bf16", "--threads", "1", "--steady-state"])
     finally:
         torch.set_num_threads(threads)
     for key in ("forge_eager", "forge_static", "bart_eager"):
         assert out[key]["same_tokens_as_eager"] is True, key
         assert out[key]["new_tokens_equal_to_eager"] == 1.0, key
         assert _finite_positive(out[key]["ms_per_new_token"]), key
+        assert "steady_ms_per_step" in out[key] and len(out[key]["short_times_s"]) == 1, key  # --steady-state
     for key in ("forge_bf16", "bart_bf16"):  # bf16 weights: timed, and their agreement with fp32 reported
         assert 0.0 <= out[key]["new_tokens_equal_to_eager"] <= 1.0, key
         assert _finite_positive(out[key]["ms_per_new_token"]), key
