@@ -1016,8 +1016,8 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         """transformers' ``generate()``. ``compiled_decoding=True``, or ``generation_config.compiled_decoding = True``
         for every call (pipelines included), runs greedy search and sampling through Forge's compiled decoding loop
         (``generation_forge.py``: same tokens, a fraction of the per-step cost; the first call compiles)."""
-        if compiled_decoding is None:
-            config = kwargs.get("generation_config") or self.generation_config
+        if compiled_decoding is None:  # generation_config is generate()'s second positional parameter
+            config = kwargs.get("generation_config") or (args[1] if len(args) > 1 else None) or self.generation_config
             compiled_decoding = bool(getattr(config, "compiled_decoding", False))
         if compiled_decoding and kwargs.get("custom_generate") is None:
             kwargs["custom_generate"] = _compiled_decoding

@@ -11,6 +11,7 @@ import torch
 import torch._dynamo
 from model_tester import EOS, source_batch, tiny_config
 from torch._dynamo.utils import counters
+from transformers import GenerationConfig
 
 from modeling import ForgeForConditionalGeneration, generation_forge
 
@@ -155,7 +156,7 @@ def test_beam_search_and_unsupported_requests_run_transformers_loop():
     assert _compiled_graphs() == 0
 
 
-def test_generation_config_switch_turns_it_on_for_every_call():
+def test_generation_config_switch_turns_it_on_for_every_call(monkeypatch):
     """``generation_config.compiled_decoding = True`` (what a pipeline reads) takes the compiled loop without the
     argument, and ``compiled_decoding=False`` in a call turns it off again."""
     model = _model()
@@ -167,6 +168,15 @@ def test_generation_config_switch_turns_it_on_for_every_call():
     counters.clear()
     assert torch.equal(model.generate(**inputs, max_new_tokens=6, compiled_decoding=False), plain)
     assert _compiled_graphs() == 0
+    # a generation config of the call's own (keyword or positional) is read the same way
+    model.generation_config.compiled_decoding = False
+    calls = []
+    real = generation_forge._greedy_loop
+    monkeypatch.setattr(generation_forge, "_greedy_loop", lambda *args: calls.append(1) or real(*args))
+    config = GenerationConfig(max_new_tokens=6, compiled_decoding=True)
+    assert torch.equal(model.generate(inputs["input_ids"], config, attention_mask=inputs["attention_mask"]), plain)
+    assert torch.equal(model.generate(**inputs, generation_config=config), plain)
+    assert len(calls) == 2
 
 
 def test_inductor_gives_the_eager_tokens(monkeypatch):
