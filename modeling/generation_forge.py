@@ -51,12 +51,13 @@ REDUCED_DTYPES = (torch.bfloat16, torch.float16)  # weight types whose CPU matri
 class _HalfMatvecsAsReductions(TorchFunctionMode):
     """Inside a compiled CPU step with bfloat16/float16 weights: ``F.linear`` on a few rows written as multiply-and-sum.
 
-    PyTorch's CPU matmul for a bf16 matrix times one vector took 83-127 us for this model's 256-1024 wide layers
-    (fp32: 26-55 us): a matrix-vector product is a read of the weights, and the library call costs more than the
+    PyTorch's CPU matmul for a bf16 matrix times one vector took 84-107 us for this model's 256-1024 wide layers
+    (fp32: 23-40 us): a matrix-vector product is a read of the weights, and the library call costs more than the
     read. Written as ``(x * W).sum(-1)``, inductor fuses it with the bf16 -> fp32 conversion into one pass over the
-    weights (accumulating in fp32, as the library does); the 25 products of a forge-small step went from about
-    1.7 ms to 0.7 ms (a chain of the same 25 products, compiled both ways). fp32 weights keep the library call,
-    which was the faster of the two there (5.55 against 5.95 ms per step of the whole loop, interleaved).
+    weights (accumulating in fp32, as the library does); the 25 products of a forge-small step, compiled as one
+    graph, took 1.09 ms this way against 2.41 ms for fp32 library calls. fp32 weights keep the library call: over
+    a whole generate() call it was the faster of the two (4.56 against 5.09 ms per new token, interleaved).
+    ``bench/results/explore/compiled_decoding_matvec.{py,log}`` holds these measurements.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
