@@ -99,9 +99,32 @@ def _decode(model, input_ids, encoder_hidden, source_mask, cache) -> torch.Tenso
 def compiled_step():
     global _compiled_step
     if _compiled_step is None:
-        # dynamic=False: the shapes are fixed by the buckets, and a static graph is the fast one.
-        _compiled_step = torch.compile(decode_step, dynamic=False)
+        _compiled_step = _compile(decode_step)
     return _compiled_step
+
+
+def _compile(step):
+    # dynamic=False: the shapes are fixed by the buckets, and a static graph is the fast one.
+    return torch.compile(step, dynamic=False)
+
+
+class _GuardedOnce:
+    """Calls a compiled step with dynamo's guards checked in full on the first ``FULL_CHECKS`` calls of a generate()
+    call only (the first may still set state it caches on the cache object). Every later step has those calls'
+    shapes, model and cache objects; re-checking their guards each step (~100 parameters) costs ~0.5 ms on a CPU.
+    Dynamo still checks what tells its compiled entries apart (other batch sizes or buckets)."""
+
+    FULL_CHECKS = 2
+
+    def __init__(self, step):
+        self.step, self.full_checks = step, self.FULL_CHECKS
+
+    def __call__(self, *args):
+        if self.full_checks:
+            self.full_checks -= 1
+            return self.step(*args)
+        with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
+            return self.step(*args)
 
 
 # --- greedy search with the token choice inside the compiled step -------------------------------------------------
@@ -137,11 +160,11 @@ def greedy_step(model, tokens, encoder_hidden, source_mask, cache, unfinished, l
 def compiled_greedy_step():
     global _compiled_greedy_step
     if _compiled_greedy_step is None:
-        _compiled_greedy_step = torch.compile(greedy_step, dynamic=False)
+        _compiled_greedy_step = _compile(greedy_step)
     return _compiled_greedy_step
 
 
-def _greedy_plan(logits_processor, stopping_criteria, generation_config, prefix_length: int) -> dict | None:
+def _greedy_plan(logits_processor, stopping_criteria, generation_config) -> dict | None:
     """When the request is greedy search with only min-length processors and EOS / max-length criteria: the minimum
     total length, the EOS ids and max_length that reproduce them; otherwise None."""
     if generation_config.do_sample:
@@ -246,11 +269,10 @@ def compiled_decoding(
     unfinished = torch.ones(input_ids.shape[0], dtype=torch.long, device=input_ids.device)
     # The prefix step runs eagerly: it allocates the static cache and projects the encoder's keys and values once.
     logits = decode_step(model, input_ids, encoder_hidden, source_mask, cache)
-    plan = _greedy_plan(logits_processor, stopping_criteria, generation_config, input_ids.shape[1])
+    plan = _greedy_plan(logits_processor, stopping_criteria, generation_config)
     if plan is not None and pad_token_id is not None:
         return _greedy_loop(model, input_ids, logits, encoder_hidden, source_mask, cache, plan, pad_token_id)
-    step = compiled_step()
-    full_checks = 2  # compiled steps whose guards dynamo checks in full (the first may still set cached state)
+    step = _GuardedOnce(compiled_step())
     while True:
         scores = logits_processor(input_ids, logits)
         if generation_config.do_sample:
@@ -263,15 +285,7 @@ def compiled_decoding(
         unfinished = unfinished & ~stopping_criteria(input_ids, None)
         if unfinished.max() == 0:
             return input_ids
-        if full_checks:
-            logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
-            full_checks -= 1
-        else:
-            # Every later step has the shapes, model and cache objects of the steps whose guards dynamo checked in
-            # full; re-checking them each step (~100 parameters) costs ~0.5 ms on a CPU. Dynamo still checks what
-            # tells its compiled entries apart (other batch sizes or buckets).
-            with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
-                logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
+        logits = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache)
 
 
 def _greedy_loop(model, input_ids, logits, encoder_hidden, source_mask, cache, plan: dict, pad_token_id) -> torch.Tensor:
@@ -287,17 +301,10 @@ def _greedy_loop(model, input_ids, logits, encoder_hidden, source_mask, cache, p
                                             eos_mask, eos_ids, pad)  # fmt: skip
     pieces = [input_ids, next_tokens[:, None]]
     length += 1
-    step = compiled_greedy_step()
-    full_checks = 2  # as in compiled_decoding: guards checked in full on the first compiled steps only
+    step = _GuardedOnce(compiled_greedy_step())
     while length < plan["max_length"] and bool(unfinished.any()):
-        args = (model, next_tokens[:, None], encoder_hidden, source_mask, cache, unfinished,
-                torch.tensor(length, device=device), min_length, eos_mask, eos_ids, pad)  # fmt: skip
-        if full_checks:
-            next_tokens, unfinished = step(*args)
-            full_checks -= 1
-        else:
-            with torch.compiler.set_stance("default", skip_guard_eval_unsafe=True):
-                next_tokens, unfinished = step(*args)
+        next_tokens, unfinished = step(model, next_tokens[:, None], encoder_hidden, source_mask, cache, unfinished,
+                                       torch.tensor(length, device=device), min_length, eos_mask, eos_ids, pad)  # fmt: skip
         pieces.append(next_tokens[:, None])
         length += 1
     return torch.cat(pieces, dim=-1)

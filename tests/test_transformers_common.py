@@ -93,11 +93,9 @@ class ForgeModelTester:
         self.encoder_only = encoder_only
         self.pad_token_id, self.bos_token_id, self.eos_token_id = 0, 1, 2
 
-    def get_config(self) -> ForgeConfig:
-        # The encoder heads run the encoder alone: their tests treat them as encoder-only models (is_encoder_decoder
-        # decides whether the mixin feeds decoder inputs and reads encoder_*/decoder_* outputs).
-        return ForgeConfig(
-            is_encoder_decoder=not self.encoder_only,
+    def shape(self) -> dict:
+        """The tiny shape and special tokens, in BART's field names (which ForgeConfig shares)."""
+        return dict(
             vocab_size=self.vocab_size,
             d_model=self.hidden_size,
             encoder_layers=self.num_hidden_layers,
@@ -114,6 +112,11 @@ class ForgeModelTester:
             eos_token_id=self.eos_token_id,
             decoder_start_token_id=self.bos_token_id,
         )
+
+    def get_config(self) -> ForgeConfig:
+        # The encoder heads run the encoder alone: their tests treat them as encoder-only models (is_encoder_decoder
+        # decides whether the mixin feeds decoder inputs and reads encoder_*/decoder_* outputs).
+        return ForgeConfig(is_encoder_decoder=not self.encoder_only, **self.shape())
 
     def prepare_config_and_inputs(self) -> tuple[ForgeConfig, dict[str, torch.Tensor]]:
         # Ids from 3 up (no pad/bos/eos inside), EOS last, as BartModelTester builds them.
@@ -211,23 +214,7 @@ class BartModelTester(ForgeModelTester):
     """BART of the same tiny shape, with the same inputs (ids from 3 up, EOS last: what BartModelTester builds)."""
 
     def get_config(self) -> BartConfig:
-        return BartConfig(
-            vocab_size=self.vocab_size,
-            d_model=self.hidden_size,
-            encoder_layers=self.num_hidden_layers,
-            decoder_layers=self.num_hidden_layers,
-            encoder_attention_heads=self.num_attention_heads,
-            decoder_attention_heads=self.num_attention_heads,
-            encoder_ffn_dim=self.intermediate_size,
-            decoder_ffn_dim=self.intermediate_size,
-            dropout=0.1,
-            attention_dropout=0.1,
-            max_position_embeddings=self.max_position_embeddings,
-            pad_token_id=self.pad_token_id,
-            bos_token_id=self.bos_token_id,
-            eos_token_id=self.eos_token_id,
-            decoder_start_token_id=self.bos_token_id,
-        )
+        return BartConfig(**self.shape())
 
 
 class BartReferenceTest(common.ModelTesterMixin, unittest.TestCase):
