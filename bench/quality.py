@@ -54,6 +54,25 @@ ARCH_NAMES = {"forge": "Forge", "bart": "BART"}
 # Translation: one joint German+English vocabulary (the pretraining tokenizer, fitted to English Wikipedia,
 # splits German into many short pieces); bench/results/sweep_translation.jsonl holds the comparison.
 TASK_TOKENIZERS: dict[str, tuple[list[str], int]] = {"translation": (["de", "en"], 8000)}
+# tasks whose own tokenizer is a lever to measure, not a default yet: --task_tokenizers translation sentiment
+TASK_TOKENIZER_COLUMNS: dict[str, list[str]] = {**{t: c for t, (c, _) in TASK_TOKENIZERS.items()}, "sentiment": ["text"]}
+
+
+def parse_task_tokenizers(values: list[str]) -> dict[str, int]:
+    """``--task_tokenizers`` values -> {task: vocabulary size}: true (the default set), false/none, or TASK[:SIZE]..."""
+    chosen: dict[str, int] = {}
+    for value in values:
+        if value.lower() in ("1", "true", "yes"):
+            chosen.update({t: size for t, (_, size) in TASK_TOKENIZERS.items()})
+        elif value.lower() in ("0", "false", "no", "none"):
+            continue
+        else:
+            task, _, size = value.partition(":")
+            if task not in TASK_TOKENIZER_COLUMNS:
+                raise SystemExit(f"--task_tokenizers: no text columns known for {task!r}; choose from "
+                                 f"{', '.join(TASK_TOKENIZER_COLUMNS)} (or true / false)")
+            chosen[task] = int(size) if size else TASK_TOKENIZERS.get(task, ([], 8000))[1]
+    return chosen
 
 
 def git_commit() -> str:
@@ -219,10 +238,11 @@ class Harness:
 
     def task_tokenizer(self, task: str) -> Optional[Path]:
         """A tokenizer trained on ``task``'s own train split (scratch runs of TASK_TOKENIZERS' tasks)."""
-        if task not in TASK_TOKENIZERS or not self.args.task_tokenizers:
+        if task not in self.args.task_tokenizers:
             return None
-        columns, vocab_size = TASK_TOKENIZERS[task]
-        folder = self.runs / f"tokenizer-{task}"
+        columns, vocab_size = TASK_TOKENIZER_COLUMNS[task], self.args.task_tokenizers[task]
+        default = TASK_TOKENIZERS.get(task, ([], None))[1]  # the default size keeps the folder name of earlier runs
+        folder = self.runs / (f"tokenizer-{task}" if vocab_size == default else f"tokenizer-{task}-{vocab_size}")
         command = [sys.executable, "-m", "tokenization.train", "--train_file", f"{self.args.data_dir}/{task}/train.jsonl",
                    "--text_columns", *columns, "--vocab_size", str(min(vocab_size, self.args.vocab_size)),
                    "--output_dir", str(folder), "--no_progress", "true", "--overwrite_output_dir", "true"]
@@ -269,7 +289,7 @@ class Harness:
     def run(self) -> None:
         a = self.args
         # the pretraining corpus's tokenizer, unless every run is a scratch run on a task tokenizer of its own
-        own = a.from_scratch and a.task_tokenizers and all(task in TASK_TOKENIZERS for task in a.tasks)
+        own = a.from_scratch and all(task in a.task_tokenizers for task in a.tasks)
         bases: dict[str, Optional[Path]] = {}
         if a.pretrained:  # an existing pretrained folder (its own tokenizer): fine-tuning only
             tokenizer = folder = Path(a.pretrained)
@@ -401,9 +421,10 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--pretrained", default=None, metavar="FOLDER",
                         help="fine-tune from this pretrained folder of the one --architectures given (e.g. a learning-"
                         "rate sweep on one pretraining run): no tokenizer or pretraining stage")
-    parser.add_argument("--task_tokenizers", type=lambda v: v.lower() in ("1", "true", "yes"), default=True,
-                        help="scratch runs of " + ", ".join(TASK_TOKENIZERS) + " use a tokenizer trained on the "
-                        "task's train split (default true)")
+    parser.add_argument("--task_tokenizers", nargs="+", default=["true"], metavar="TASK[:SIZE]",
+                        help="scratch runs of these tasks use a tokenizer trained on the task's train split: true "
+                        "(default: " + ", ".join(f"{t} {n}" for t, (_, n) in TASK_TOKENIZERS.items()) + "), false, "
+                        "or task names with an optional vocabulary size (" + ", ".join(TASK_TOKENIZER_COLUMNS) + ")")
     parser.add_argument("--pretrain_minutes", type=float, default=60.0)
     parser.add_argument("--pretrain_mix", nargs="*", default=["translation:de"], metavar="TASK:COLUMN",
                         help="task text added to the pretraining corpus and its tokenizer (default: translation's "
@@ -434,6 +455,7 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long end-to-end check: sample data, forge-tiny, tiny budgets and slices")
     args = parser.parse_args(argv)
+    args.task_tokenizers = parse_task_tokenizers(args.task_tokenizers)
     if args.pretrained and (args.from_scratch or len(args.architectures) != 1):
         parser.error("--pretrained FOLDER fine-tunes that one model: give one --architectures and no --from_scratch")
     if args.smoke:
