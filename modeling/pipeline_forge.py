@@ -503,6 +503,39 @@ def bio_to_spans(labels: Sequence[str]) -> list[tuple[str, int, int]]:
     return spans
 
 
+def bio_viterbi(scores: np.ndarray, labels: Sequence[str]) -> list[int]:
+    """The best label sequence that is valid BIO: ``I-X`` only right after ``B-X`` or ``I-X``.
+
+    ``scores``: ``(words, labels)`` log-probabilities (or logits: only their order within a row matters for
+    argmax, but the path sums them, so pass log-probabilities). Per-word argmax can emit ``O I-ARG1`` or
+    ``B-ARG0 I-ARG1``, spans no annotation has; this is the constrained decoding of He et al. (2017) and AllenNLP's
+    SRL predictor, hand-written because it is a dozen numpy lines over at most a few hundred words.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[0] == 0:
+        return []
+    parts = [_split_label(label) for label in labels]
+    # only "I-X" labels whose "B-X" exists are constrained (a bare or IO-style label set decodes as argmax)
+    inside = np.array([tag == "I" and str(label).startswith("I-") and f"B-{role}" in labels
+                       for label, (tag, role) in zip(labels, parts)])
+    # allowed[previous, current]: I-X needs B-X or I-X before it; every other label may follow anything
+    allowed = np.ones((len(labels), len(labels)), dtype=bool)
+    for current, (_, role) in enumerate(parts):
+        if inside[current]:
+            allowed[:, current] = [p_tag in ("B", "I") and p_role == role for p_tag, p_role in parts]
+    penalty = np.where(allowed, 0.0, -np.inf)
+    best = np.where(inside, -np.inf, scores[0])  # a sentence cannot open with I-
+    back = np.zeros(scores.shape, dtype=np.int64)
+    for t in range(1, scores.shape[0]):
+        candidates = best[:, None] + penalty  # (previous, current)
+        back[t] = candidates.argmax(axis=0)
+        best = candidates.max(axis=0) + scores[t]
+    path = [int(best.argmax())]
+    for t in range(scores.shape[0] - 1, 0, -1):
+        path.append(int(back[t, path[-1]]))
+    return path[::-1]
+
+
 class ForgeSemanticRoleLabelingPipeline(Pipeline):
     """Semantic role labeling with ``ForgeForTokenClassification`` trained on BIO role tags.
 
@@ -584,17 +617,16 @@ class ForgeSemanticRoleLabelingPipeline(Pipeline):
         return {"logits": logits, **{k: inputs[k] for k in ("first_tokens", "words", "sentence", "predicate")}}
 
     def postprocess(self, outputs: dict) -> dict:
-        probs = torch.softmax(outputs["logits"][0].float(), dim=-1).numpy()
+        log_probs = torch.log_softmax(outputs["logits"][0].float(), dim=-1).numpy()
         id2label = self.model.config.id2label
-        tags, scores = [], []
-        for token in outputs["first_tokens"]:
-            if token is None:
-                tags.append("O")
-                scores.append(0.0)
-                continue
-            best = int(probs[token].argmax())
-            tags.append(id2label[best])
-            scores.append(float(probs[token, best]))
+        labels = [id2label[i] for i in range(len(id2label))]
+        firsts = outputs["first_tokens"]
+        present = [i for i, token in enumerate(firsts) if token is not None]  # words not cut off
+        tags, scores = ["O"] * len(firsts), [0.0] * len(firsts)
+        path = bio_viterbi(log_probs[[firsts[i] for i in present]], labels)  # the best valid BIO sequence
+        for word, label in zip(present, path):
+            tags[word] = labels[label]
+            scores[word] = float(np.exp(log_probs[firsts[word], label]))
         words, sentence, predicate = outputs["words"], outputs["sentence"], outputs["predicate"]
         arguments = []
         for role, first, last in bio_to_spans(tags):

@@ -22,11 +22,11 @@ from typing import Any, Optional
 
 from .core.args import ModelArguments, SRLDataArguments
 from .core.data import DataValidationError, check_not_empty, first_problem_rows
-from .core.driver import TaskRecipe, predicted_classes, run_task
+from .core.driver import TaskRecipe, run_task
 from .core.metrics import srl_metrics
 from .core.registry import DataColumn, TaskSpec, pipeline_usage
 from .core.srl_utils import (
-    augment_srl_split, build_srl_label_list, prepare_srl_features, validate_srl_split, word_tags_from_token_predictions,
+    augment_srl_split, build_srl_label_list, prepare_srl_features, validate_srl_split, word_tags_from_logits,
 )
 from .core.trainer_utils import load_folder_config
 
@@ -112,9 +112,10 @@ class SRLRecipe(TaskRecipe):
         features, columns, id2label = self.features[split], self.columns, dict(enumerate(self.labels))
         examples = self.raw[split].select(features["example_index"])  # rows dropped as over-long are skipped
         rows = []
-        for example, ids, prediction in zip(examples, features["word_ids"], predicted_classes(result)):
+        logits = result.predictions[0] if isinstance(result.predictions, tuple) else result.predictions
+        for example, ids, row_logits in zip(examples, features["word_ids"], logits):
             words = example[columns[0]]
-            tags = word_tags_from_token_predictions([None if w < 0 else w for w in ids], prediction, id2label, len(words))
+            tags = word_tags_from_logits([None if w < 0 else w for w in ids], row_logits, self.labels, len(words))
             row = {"tokens": words, "predicate_index": example[columns[1]], "prediction": tags}
             if columns[2] in example:
                 row["tags"] = example[columns[2]]

@@ -104,6 +104,25 @@ def test_pretrained_folder_is_fine_tuned_without_tokenizer_or_pretraining_stage(
         quality.parse(["--pretrained", str(folder)])  # two architectures cannot share one pretrained folder
 
 
+def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(tmp_path, capsys):
+    """--task_tokenizers: true is translation's 8k default; task names (with a size) add others; false none."""
+    assert quality.parse(["--tasks", "sentiment"]).task_tokenizers == {"translation": 8000}
+    assert quality.parse(["--task_tokenizers", "false"]).task_tokenizers == {}
+    assert quality.parse(["--task_tokenizers", "true", "sentiment:4000"]).task_tokenizers == {
+        "translation": 8000, "sentiment": 4000}
+    with pytest.raises(SystemExit, match="no text columns known for 'srl'"):
+        quality.parse(["--task_tokenizers", "srl"])
+    quality.Harness(quality.parse(["--from_scratch", "--tasks", "sentiment", "--architectures", "forge",
+                                   "--task_tokenizers", "sentiment:4000", "--runs_dir", str(tmp_path),
+                                   "--results", str(tmp_path / "r.jsonl"), "--dry_run"])).run()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[run ]")]
+    # no pretraining-corpus tokenizer: the one scratch run trains on the SST-2 train split's own 4k vocabulary
+    assert [line.split(":")[0] for line in lines] == ["[run ] tokenizer/sentiment/any/seed0",
+                                                      "[run ] finetune-scratch/sentiment/forge/seed42"]
+    assert "--text_columns text --vocab_size 4000" in lines[0] and "sentiment/train.jsonl" in lines[0]
+    assert f"--tokenizer_name {tmp_path / 'tokenizer-sentiment-4000'} " in lines[1]
+
+
 def test_gpu_quality_script_dry_run_lists_the_bf16_runs():
     """bench/gpu_quality.sh --dry-run (no GPU needed): tokenizer, bf16 pretraining, the five tasks in bf16."""
     out = subprocess.run(["bash", "bench/gpu_quality.sh", "--dry-run"], cwd=REPO, check=True, capture_output=True,

@@ -1,8 +1,10 @@
-"""SRL: predicate marking and word tags -> first-subword labels -> word tags (identity)."""
+"""SRL: predicate marking, word tags -> first-subword labels -> word tags (identity), BIO-constrained decoding."""
 
 import json
 import random
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from recipe_helpers import SAMPLE_DIR, train_small_tokenizer
@@ -15,8 +17,10 @@ from recipes.core.srl_utils import (
     encode_srl_words,
     prepare_srl_features,
     srl_word_dropout,
+    word_tags_from_logits,
     word_tags_from_token_predictions,
 )
+from recipes.core.metrics import bio_viterbi, srl_metrics
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +99,56 @@ def test_word_dropout_keeps_spans_and_predicate():
     assert new_tokens == ["In", "May", "Stone", "fixed", "the", "clock"]
     assert new_tags[index] == "B-V" and check_srl_example(new_tokens, index, new_tags) is None
 
+
+
+LABELS = ["O", "B-ARG0", "I-ARG0", "B-ARG1", "I-ARG1", "B-V", "I-V"]
+
+
+def _scores(rows):
+    """Per-word probability rows over LABELS -> log-probabilities."""
+    return np.log(np.asarray(rows, dtype=np.float64))
+
+
+def test_viterbi_repairs_spans_that_argmax_gets_wrong():
+    # argmax per word: I-ARG1 O I-ARG0 ... -> two spans no annotation can have (a stray I- after O, a role switch)
+    scores = _scores([
+        [0.10, 0.30, 0.05, 0.05, 0.40, 0.05, 0.05],   # I-ARG1 opens the sentence: not allowed
+        [0.10, 0.05, 0.50, 0.05, 0.20, 0.05, 0.05],   # I-ARG0
+        [0.05, 0.05, 0.05, 0.05, 0.05, 0.70, 0.05],   # B-V
+        [0.10, 0.05, 0.05, 0.30, 0.40, 0.05, 0.05],   # I-ARG1 straight after B-V: not allowed
+    ])
+    argmax = [LABELS[i] for i in scores.argmax(-1)]
+    assert argmax == ["I-ARG1", "I-ARG0", "B-V", "I-ARG1"]
+    assert [LABELS[i] for i in bio_viterbi(scores, LABELS)] == ["B-ARG0", "I-ARG0", "B-V", "B-ARG1"]
+
+
+def test_viterbi_keeps_a_valid_argmax_and_leaves_io_labels_alone():
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # valid argmax sequences come back unchanged
+        scores = np.log(rng.dirichlet(np.ones(len(LABELS)), size=7))
+        tags = [LABELS[i] for i in scores.argmax(-1)]
+        valid = all(not t.startswith("I-") or (i > 0 and tags[i - 1][2:] == t[2:] and tags[i - 1] != "O")
+                    for i, t in enumerate(tags))
+        if valid:
+            assert bio_viterbi(scores, LABELS) == scores.argmax(-1).tolist()
+    io = ["O", "PER", "LOC"]  # no B- labels: nothing to constrain, argmax comes back
+    scores = _scores([[0.1, 0.1, 0.8], [0.1, 0.8, 0.1]])
+    assert bio_viterbi(scores, io) == [2, 1]
+    assert bio_viterbi(np.zeros((0, 3)), io) == []
+
+
+def test_metric_and_predictions_score_the_decoded_tags():
+    # one sentence of four words; the reference is "B-ARG0 I-ARG0 B-V B-ARG1"
+    scores = _scores([
+        [0.10, 0.30, 0.05, 0.05, 0.40, 0.05, 0.05],
+        [0.10, 0.05, 0.50, 0.05, 0.20, 0.05, 0.05],
+        [0.05, 0.05, 0.05, 0.05, 0.05, 0.70, 0.05],
+        [0.10, 0.05, 0.05, 0.30, 0.40, 0.05, 0.05],
+    ])
+    # token rows: <s>-like marker, the four words' first subwords with a second subword of word 1 between
+    token_logits = np.concatenate([np.zeros((1, 7)), scores[:2], np.zeros((1, 7)), scores[2:]])[None]
+    label_ids = np.array([[-100, 1, 2, -100, 5, 3]])
+    metric = srl_metrics(dict(enumerate(LABELS)))(SimpleNamespace(predictions=token_logits, label_ids=label_ids))
+    assert metric["f1"] == 100.0  # argmax reads ARG1, ARG0, ARG1 spans: one right of three, F1 40
+    word_ids = [None, 0, 1, 1, 2, 3]
+    assert word_tags_from_logits(word_ids, token_logits[0], LABELS, 5) == ["B-ARG0", "I-ARG0", "B-V", "B-ARG1", "O"]

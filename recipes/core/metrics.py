@@ -15,7 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from .layout import modeling
+
 logger = logging.getLogger(__name__)
+# BIO-constrained decoding of SRL tags: the pipeline's own (modeling/pipeline_forge.py), one definition
+bio_viterbi = modeling.pipeline_forge.bio_viterbi
 
 METRICS_DIR = Path(__file__).resolve().parent.parent / "metrics"
 METRIC_FILES = {
@@ -96,18 +100,34 @@ def seq2seq_metrics(tokenizer: Any, kind: str) -> Callable[[Any], dict[str, floa
     return compute
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise log-softmax of a numpy array (float64)."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
 def srl_metrics(id2label: dict[int, str]) -> Callable[[Any], dict[str, float]]:
     """compute_metrics for SRL token classification: seqeval span F1 (V excluded) overall and per role.
+
+    Tags are decoded as the best valid BIO sequence (``bio_viterbi``), as the SRL pipeline and the recipe's
+    predictions file decode them, so the score is the score of what users get.
 
     Word-level tags are read off the first-subword positions, i.e. where the label is not -100 (see
     ``recipes.core.srl_utils``); per-role scores come out flat as ``f1_<ROLE>`` for the Trainer's logs.
     """
     metric = load_metric("seqeval")
 
+    labels_in_order = [id2label[i] for i in range(len(id2label))]
+
     def compute(eval_pred: Any) -> dict[str, float]:
         logits, labels = _logits(eval_pred.predictions), eval_pred.label_ids
-        predicted = np.argmax(logits, axis=-1)
-        predictions, references = label_sequences(predicted, labels, id2label)
+        predictions, references = [], []
+        for row_logits, label_row in zip(logits, labels):
+            keep = label_row != -100  # the first subword of each word
+            path = bio_viterbi(log_softmax(row_logits[keep]), labels_in_order)
+            predictions.append([labels_in_order[i] for i in path])
+            references.append([id2label[int(i)] for i in label_row[keep]])
         return flatten_seqeval(metric.compute(predictions=predictions, references=references))
 
     return compute

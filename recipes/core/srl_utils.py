@@ -22,8 +22,11 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
 
+import numpy as np
+
 from .data import DataValidationError
 from .layout import modeling
+from .metrics import bio_viterbi, log_softmax
 
 # The SRL pipeline's encoder (one definition), so the recipe trains on exactly what the pipeline feeds the model.
 encode_srl_words = modeling.pipeline_forge.encode_srl_words
@@ -38,6 +41,7 @@ __all__ = [
     "encode_srl_words",
     "align_labels_to_tokens",
     "word_tags_from_token_predictions",
+    "word_tags_from_logits",
     "prepare_srl_features",
     "srl_word_dropout",
     "augment_srl_split",
@@ -104,6 +108,25 @@ def word_tags_from_token_predictions(
             continue
         seen.add(word)
         tags[word] = id2label[int(prediction)]
+    return tags
+
+
+def word_tags_from_logits(
+    word_ids: Sequence[Optional[int]], logits: Any, labels: Sequence[str], num_words: int, default: str = "O"
+) -> list[str]:
+    """Token logits -> one tag per word: the best valid BIO sequence over each word's first subword.
+
+    The decoding the SRL pipeline and the metric use (``bio_viterbi``); words cut off by truncation get ``default``.
+    """
+    firsts: dict[int, int] = {}
+    for position, word in enumerate(word_ids):
+        if word is not None and word not in firsts:
+            firsts[word] = position
+    order = sorted(firsts)
+    tags = [default] * num_words
+    path = bio_viterbi(log_softmax(np.asarray(logits)[[firsts[w] for w in order]]), list(labels))
+    for word, label in zip(order, path):
+        tags[word] = labels[label]
     return tags
 
 
