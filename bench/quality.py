@@ -142,12 +142,18 @@ class Harness:
         """Run ``command`` unless ``key`` is recorded; record and return its row."""
         done = self.recorded()
         if key in done:
+            recorded = shlex.split(done[key]["command"])
+            if recorded[1:] != command[1:]:  # the interpreter's path aside
+                raise SystemExit(
+                    f"{self.results} records {key} for another command:\n  {done[key]['command']}\nnot\n  "
+                    f"{shlex.join(command)}\nGive this run its own --results file and --runs_dir.")
             self.say(f"[skip] {key} (recorded)")
             return done[key]
         self.say(f"[run ] {key}: {shlex.join(command)}")
         if self.args.dry_run:
             return None
         load_start = os.getloadavg()
+        self.claim(folder, command)
         if (folder / "all_results.json").is_file() and (folder / "model.safetensors").is_file():
             # finished before its record was written (the harness was killed in between): record, do not rerun
             rc, seconds, extra = 0, 0.0, {**extra, "recovered_from_folder": True}
@@ -166,6 +172,26 @@ class Harness:
         self.record(row)
         self.say(f"[done] {key}: rc={rc} {extra.get('metric', '')}={row.get('value')}")
         return row
+
+    def claim(self, folder: Path, command: list[str]) -> None:
+        """Write which command a run folder belongs to (``FOLDER.command.json`` beside it), or check it.
+
+        A folder is recovered (finished) or resumed (checkpoints) by the next run with its name, so a run whose
+        command differs (another tokenizer, learning rate or flag in the same ``--runs_dir``) would otherwise be
+        recorded with the earlier run's result, or continue its checkpoints. That is refused, naming both commands.
+        """
+        marker = folder.with_name(folder.name + ".command.json")
+        if marker.is_file():
+            previous = json.loads(marker.read_text(encoding="utf-8"))
+            if previous[1:] != command[1:]:  # the interpreter's path aside
+                raise SystemExit(
+                    f"{folder} belongs to another command:\n  {shlex.join(previous)}\nnot\n  {shlex.join(command)}\n"
+                    "Give this run its own --runs_dir (or delete that folder and its .command.json to rerun it).")
+            return
+        if folder.exists() and any(folder.iterdir()):
+            self.say(f"[warn] {folder} predates command records: resuming it as this command's run")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(command) + "\n", encoding="utf-8")
 
     # ---------------------------------------------------------------------------------------------------
     def common(self, seed: int, save_steps: Optional[int] = None) -> list[str]:

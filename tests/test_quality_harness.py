@@ -123,6 +123,29 @@ def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(
     assert f"--tokenizer_name {tmp_path / 'tokenizer-sentiment-4000'} " in lines[1]
 
 
+def test_a_run_folder_or_record_of_another_command_is_refused_not_reused(tmp_path):
+    """Two experiments in one --runs_dir (here: another tokenizer) must not share a run folder: the second would be
+    recorded with the first one's result (a finished folder is recovered) or resume its checkpoints."""
+    harness = quality.Harness(quality.parse(["--runs_dir", str(tmp_path), "--results", str(tmp_path / "r.jsonl")]))
+    folder = tmp_path / "sentiment-forge-scratch-seed42"
+    first = [sys.executable, "-m", "recipes.sentiment", "--tokenizer_name", "tok-8000"]
+    harness.claim(folder, first)
+    folder.mkdir()
+    (folder / "all_results.json").write_text(json.dumps({"eval_accuracy": 80.0}))
+    (folder / "model.safetensors").write_bytes(b"")
+    row = harness.execute("finetune-scratch/sentiment/forge/seed42", first, folder, {"metric": "eval_accuracy"})
+    assert row["recovered_from_folder"] and row["value"] == 80.0  # the same command: recovered
+    second = first[:-1] + ["tok-16000"]
+    with pytest.raises(SystemExit, match="records finetune-scratch/sentiment/forge/seed42 for another command"):
+        harness.execute("finetune-scratch/sentiment/forge/seed42", second, folder, {"metric": "eval_accuracy"})
+    other = quality.Harness(quality.parse(["--runs_dir", str(tmp_path), "--results", str(tmp_path / "other.jsonl")]))
+    with pytest.raises(SystemExit, match="belongs to another command"):
+        other.execute("finetune-scratch/sentiment/forge/seed42", second, folder, {"metric": "eval_accuracy"})
+    assert not (tmp_path / "other.jsonl").exists()  # nothing recorded for the refused run
+    # another interpreter path is the same command
+    assert other.execute("finetune-scratch/sentiment/forge/seed42", ["python3"] + first[1:], folder, {})["rc"] == 0
+
+
 def test_gpu_quality_script_dry_run_lists_the_bf16_runs():
     """bench/gpu_quality.sh --dry-run (no GPU needed): tokenizer, bf16 pretraining, the five tasks in bf16."""
     out = subprocess.run(["bash", "bench/gpu_quality.sh", "--dry-run"], cwd=REPO, check=True, capture_output=True,

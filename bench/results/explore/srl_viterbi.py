@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("folder")
     parser.add_argument("--validation_file", default=str(Path(__file__).resolve().parents[4] / "shared/data/srl/validation.jsonl"))
     args = parser.parse_args()
-    import modeling  # noqa: F401  (registers Forge with the Auto classes)
+    import modeling  # noqa: F401  (registers the Forge models with the Auto classes)
+    import tokenization  # noqa: F401  (and the Forge tokenizers)
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
     model = AutoModelForTokenClassification.from_pretrained(args.folder).eval()
