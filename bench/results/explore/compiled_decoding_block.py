@@ -1,4 +1,5 @@
-"""Greedy steps per compiled call (``generation_forge.GREEDY_BLOCK``): 1 against 4 and 8, fp32 and bf16, batch 1,
+"""Greedy steps per compiled call (``generation_forge.GREEDY_BLOCK``, from ``compiled_decoding_block.patch`` applied to
+``modeling/generation_forge.py`` at 823e87e; not kept): 1 against 4 and 8, fp32 and bf16, batch 1,
 with eager Forge and eager BART of the same shape in the same interleaved rounds (session 13, issue 19).
 
     python bench/results/explore/compiled_decoding_block.py [--batch 1] [--rounds 9] > LOG
