@@ -85,6 +85,12 @@ class ForgeConfig(PreTrainedConfig):
         ffn_type: ``"mlp"`` or ``"gated"`` (gated + ``activation_function="silu"`` is SwiGLU).
         scale_embedding: multiply token embeddings by ``sqrt(d_model)`` (as the original Transformer).
         classifier_dropout: dropout of the sequence classification head.
+        classifier_predicate_context: token classification (semantic role labelling): each token's state is joined
+            with the state of the predicate, the token right after the ``predicate_marker_id`` marker in the input,
+            through one GELU layer added to the token's state, before the classifier (Shi & Lin, 2019, feed the same
+            pair to their tagger). Every token then sees the predicate directly instead of through attention.
+        predicate_marker_id: the id of the token that marks the predicate in the input (SRL's ``<pred>``); needed
+            with ``classifier_predicate_context``. ``recipes.srl`` sets both.
         loss_chunk_size: ``None`` (default) or a number of target tokens: in training with labels, the seq2seq LM head
             computes lm_head + cross-entropy over chunks of that many tokens, recomputed in the backward, so the full
             ``(tokens, vocab)`` fp32 logits tensor never exists (the output's ``logits`` is then ``None``); same loss
@@ -134,6 +140,8 @@ class ForgeConfig(PreTrainedConfig):
     attention_dropout: float | int = 0.0
     activation_dropout: float | int = 0.0
     classifier_dropout: float | int = 0.0
+    classifier_predicate_context: bool = False
+    predicate_marker_id: int | None = None
     encoder_mixer: str | list[str] = "attention"
     decoder_mixer: str | list[str] = "attention"
     conv_kernel_size: int = 7
@@ -201,6 +209,10 @@ class ForgeConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` is a probability in [0, 1), got {value}.")
+        if self.predicate_marker_id is not None and not 0 <= self.predicate_marker_id < self.vocab_size:
+            raise ValueError(
+                f"`predicate_marker_id` must be a token id in 0..{self.vocab_size - 1}, got {self.predicate_marker_id}."
+            )
         if self.init_std <= 0:
             raise ValueError(f"`init_std` must be positive, got {self.init_std}.")
         for stack in ("encoder", "decoder"):

@@ -1161,8 +1161,27 @@ class ForgeForTokenClassification(_ForgeEncoderHead):
         super().__init__(config)
         self.model = ForgeEncoderModel(config)
         self.dropout = nn.Dropout(config.classifier_dropout)
+        # config.classifier_predicate_context: [token; predicate] -> d_model, added to the token's state
+        self.predicate_context = nn.Linear(2 * config.d_model, config.d_model) if config.classifier_predicate_context else None
         self.classifier = nn.Linear(config.d_model, config.num_labels)
         self.post_init()
+
+    def _with_predicate(self, states: torch.Tensor, input_ids: torch.LongTensor | None) -> torch.Tensor:
+        """Each token's state plus GELU(W [token; predicate]), the predicate being the token after the marker."""
+        marker = self.config.predicate_marker_id
+        if input_ids is None or marker is None:
+            raise ValueError(
+                "This token classifier reads the predicate's position from the marker token in `input_ids` "
+                "(`config.classifier_predicate_context`), so it needs `input_ids` and `config.predicate_marker_id` "
+                f"(got input_ids={'None' if input_ids is None else 'given'}, predicate_marker_id={marker})."
+            )
+        is_marker = input_ids == marker
+        # the first marker of each row; the predicate's first subword follows it (rows without one get zeros)
+        position = (is_marker.int().argmax(dim=1) + 1).clamp(max=states.shape[1] - 1)
+        predicate = states.gather(1, position[:, None, None].expand(-1, 1, states.shape[-1]))
+        predicate = predicate * is_marker.any(dim=1)[:, None, None].to(states.dtype)
+        pair = torch.cat([states, predicate.expand_as(states)], dim=-1)
+        return states + F.gelu(self.predicate_context(pair))
 
     @can_return_tuple
     def forward(
@@ -1178,7 +1197,10 @@ class ForgeForTokenClassification(_ForgeEncoderHead):
         hidden = self.model(
             input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
-        logits = self.classifier(self.dropout(hidden.last_hidden_state))  # (batch, time, num_labels)
+        states = hidden.last_hidden_state
+        if self.predicate_context is not None:
+            states = self._with_predicate(states, input_ids)
+        logits = self.classifier(self.dropout(states))  # (batch, time, num_labels)
         loss = None
         if labels is not None:
             labels = labels.to(logits.device)

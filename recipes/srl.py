@@ -68,13 +68,21 @@ class SRLRecipe(TaskRecipe):
                     )
         self.labels, self.label2id = labels, label2id
         self.columns = (data_args.tokens_column, data_args.predicate_index_column, data_args.tags_column)
-        return {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label2id}
+        overrides = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label2id}
+        if data_args.predicate_context is not None:
+            if data_args.predicate_context and self.model_args.architecture != "forge":
+                raise ValueError("--predicate_context is a Forge head option (ForgeConfig.classifier_predicate_context); "
+                                 f"drop it for --architecture {self.model_args.architecture}.")
+            overrides["classifier_predicate_context"] = data_args.predicate_context
+        return overrides
 
     def setup_model(self, model: Any, tokenizer: Any) -> None:
         from .core.layout import tokenization
 
         data_args = self.data_args  # add_task_tokens adds the markers and grows the embeddings to match
         self.markers = tuple(tokenization.add_task_tokens(tokenizer, model, [data_args.predicate_marker, data_args.predicate_end_marker]))
+        if hasattr(model.config, "classifier_predicate_context"):  # a Forge head: where it finds the predicate
+            model.config.predicate_marker_id = self.markers[0]
 
     def augment(self, train: Any) -> Any:
         if self.data_args.augment != "word_dropout":

@@ -294,6 +294,36 @@ class TestTokenClassification(HeadBehaviour):
         return {"labels": labels}
 
 
+def test_token_classifier_with_predicate_context_joins_each_token_with_the_predicate(tmp_path):
+    """SRL's head option: each token's state + GELU(W [token; predicate]), the predicate being the token after the
+    marker (rows without a marker get zeros); saved and loaded with its config; clear errors without its inputs."""
+    marker = VOCAB - 1
+    model = ForgeForTokenClassification(tiny_config(classifier_predicate_context=True, predicate_marker_id=marker)).eval()
+    inputs = source_batch(batch=3, padded=False)
+    ids = inputs["input_ids"].clone()
+    ids[0, 2], ids[1, 5] = marker, marker  # row 2 has no marker
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+        states = model.model(input_ids=ids).last_hidden_state
+        predicate = torch.stack([states[0, 3], states[1, 6], torch.zeros_like(states[2, 0])])[:, None].expand_as(states)
+        pair = torch.cat([states, predicate], dim=-1)
+        expected = model.classifier(states + torch.nn.functional.gelu(model.predicate_context(pair)))
+    torch.testing.assert_close(logits, expected)
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["classifier_predicate_context"] is True and config["predicate_marker_id"] == marker
+    with torch.no_grad():
+        torch.testing.assert_close(AutoModelForTokenClassification.from_pretrained(tmp_path).eval()(input_ids=ids).logits, logits)
+    with pytest.raises(ValueError, match="needs `input_ids` and `config.predicate_marker_id`"):
+        model(inputs_embeds=model.get_input_embeddings()(ids))
+    model.config.predicate_marker_id = None
+    with pytest.raises(ValueError, match="predicate_marker_id=None"):
+        model(input_ids=ids)
+    with pytest.raises(ValueError, match="`predicate_marker_id` must be a token id"):
+        tiny_config(predicate_marker_id=VOCAB)
+    assert ForgeForTokenClassification(tiny_config()).predicate_context is None  # off by default: the plain head
+
+
 class TestQuestionAnswering(HeadBehaviour):
     model_class = ForgeForQuestionAnswering
     auto_class = AutoModelForQuestionAnswering

@@ -286,6 +286,31 @@ def test_srl_helpers(folders):
         ("ARG0", 0, 1), ("V", 2, 2), ("ARG1", 3, 3), ("ARGM-TMP", 5, 6)]
 
 
+def test_srl_pipeline_outputs_the_best_valid_bio_sequence(folders):
+    """Per-word argmax "I-ARG0 I-ARG0 B-V I-ARG1" has no valid span start; the pipeline returns the best valid BIO
+    sequence instead (the decoding the recipe's metric scores), with each word's probability of its tag."""
+    import torch
+    from modeling import pipeline_forge
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    folder = folders["semantic-role-labeling"]
+    model = AutoModelForTokenClassification.from_pretrained(folder, trust_remote_code=True)
+    srl = pipeline_forge.ForgeSemanticRoleLabelingPipeline(model=model, tokenizer=AutoTokenizer.from_pretrained(folder))
+    label2id = model.config.label2id
+    wanted = [("I-ARG0", "B-ARG0"), ("I-ARG0", "I-ARG0"), ("B-V", "B-V"), ("I-ARG1", "B-ARG1")]  # (argmax, runner-up)
+    logits = torch.full((1, 6, len(label2id)), -5.0)
+    for word, (top, second) in enumerate(wanted):
+        logits[0, word + 1, label2id[second]] = 2.0
+        logits[0, word + 1, label2id[top]] = 3.0 if top != second else 4.0
+    sentence = "The cat ate fish"
+    words = [("The", 0, 3), ("cat", 4, 7), ("ate", 8, 11), ("fish", 12, 16)]
+    out = srl.postprocess({"logits": logits, "first_tokens": [1, 2, 3, 4], "words": words, "sentence": sentence,
+                           "predicate": 2})
+    assert out["tags"] == ["B-ARG0", "I-ARG0", "B-V", "B-ARG1"]
+    assert [(a["role"], a["text"]) for a in out["arguments"]] == [("ARG0", "The cat"), ("ARG1", "fish")]
+    assert all(0.0 < a["score"] < 0.5 for a in out["arguments"][1:])  # "B-ARG1" was the runner-up, not the argmax
+
+
 def test_srl_encoding_matches_the_recipe(folders):
     """The pipeline must read sentences exactly as recipes/srl.py trained on them."""
     srl_utils = pytest.importorskip("recipes.core.srl_utils")

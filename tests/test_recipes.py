@@ -146,14 +146,17 @@ def test_srl_end_to_end(tmp_path, tokenizer_dir):
     srl.main(
         COMMON + _files("srl") + [
             "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--augment", "word_dropout",
-            "--max_seq_length", "128",
+            "--max_seq_length", "128", "--predicate_context", "true",
         ]
     )
     model, results, rows = _check_outputs(out, AutoModelForTokenClassification, "f1")
+    # the head joins each token with the predicate, found after the <pred> marker; the evaluation-only run below
+    # reloads the folder without the flag, so the folder's own setting applies
+    assert model.config.classifier_predicate_context and model.predicate_context is not None
     assert "V" not in {k[len("eval_f1_"):] for k in results if k.startswith("eval_f1_")}
     assert all(len(r["prediction"]) == len(r["tokens"]) for r in rows)
     tokenizer = AutoTokenizer.from_pretrained(out)
-    assert "<pred>" in tokenizer.get_vocab()
+    assert "<pred>" in tokenizer.get_vocab() and model.config.predicate_marker_id == tokenizer.convert_tokens_to_ids("<pred>")
     assert model.get_input_embeddings().num_embeddings >= len(tokenizer)
     _eval_only(srl, out, tmp_path, "srl", "f1", ["--max_seq_length", "128"])
 

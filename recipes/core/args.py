@@ -522,6 +522,13 @@ class SRLDataArguments(DataArguments):
         },
     )
     augment_prob: float = field(default=0.1, metadata={"help": "Probability used by --augment."})
+    predicate_context: Optional[bool] = field(
+        default=None,
+        metadata={
+            "help": "Join each token's state with the predicate's before the classifier (ForgeConfig."
+            "classifier_predicate_context). Default: the fine-tuned folder's own setting, else off."
+        },
+    )
 
 
 # --------------------------------------------------------------------------------------------
