@@ -69,12 +69,22 @@ class SRLRecipe(TaskRecipe):
         self.labels, self.label2id = labels, label2id
         self.columns = (data_args.tokens_column, data_args.predicate_index_column, data_args.tags_column)
         overrides = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label2id}
-        if data_args.predicate_context is not None:
-            if data_args.predicate_context and self.model_args.architecture != "forge":
-                raise ValueError("--predicate_context is a Forge head option (ForgeConfig.classifier_predicate_context); "
-                                 f"drop it for --architecture {self.model_args.architecture}.")
-            overrides["classifier_predicate_context"] = data_args.predicate_context
+        context = data_args.predicate_context
+        if context and self.model_args.architecture != "forge":
+            raise ValueError("--predicate_context is a Forge head option (ForgeConfig.classifier_predicate_context); "
+                             f"drop it for --architecture {self.model_args.architecture}.")
+        if context is None and self.model_args.architecture == "forge" and not self._folder_is_a_tagger():
+            # a new head: on by default (SRL F1 42.9 against 39.7 without it, bench/results/explore/README.md)
+            context = True
+        if context is not None:
+            overrides["classifier_predicate_context"] = context
         return overrides
+
+    def _folder_is_a_tagger(self) -> bool:
+        """Whether --model_name_or_path is already a token classifier (its head keeps its own setting)."""
+        if not self.model_args.model_name_or_path:
+            return False
+        return "ForgeForTokenClassification" in (getattr(load_folder_config(self.model_args), "architectures", None) or [])
 
     def setup_model(self, model: Any, tokenizer: Any) -> None:
         from .core.layout import tokenization
@@ -156,6 +166,9 @@ SPEC = TaskSpec(
     # what the CPU measurements used (bench/results/explore, quality_cpu.jsonl); see recipes/sentiment.py
     training_defaults=(("learning_rate", 1e-3), ("warmup_steps", 200), ("weight_decay", 0.01),
                        ("per_device_train_batch_size", 32), ("train_sampling_strategy", "group_by_length")),
+    # roles are relations to the predicate: rotary positions (relative) gave F1 39.7 against 35.3 with sinusoids
+    # from scratch in 10 CPU-minutes (bench/results/explore/README.md, session 13)
+    preset_config_defaults=(("position_embedding_type", "rotary"),),
     main_job_order=5, main_job_flags=("--max_seq_length", "96"),
     demo_call=lambda row: (({"words": row["tokens"], "predicate": row["predicate_index"]},), {}),
 )

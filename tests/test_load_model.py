@@ -71,3 +71,20 @@ def test_task_preset_defaults_apply_to_a_preset_only_and_config_overrides_win(tm
         tmp_path / "pretrained")
     assert load_model(_args(tmp_path / "pretrained"), AutoModelForSeq2SeqLM, tokenizer,
                       preset_defaults=defaults).config.norm_position == "pre"
+
+
+def test_srl_builds_rotary_forge_and_leaves_the_bart_control_its_learned_positions(tokenizer):
+    """SRL's preset default (rotary positions) is Forge's; the BART control, which cannot mirror rotary
+    positions, is built as before instead of refused."""
+    from transformers import AutoModelForTokenClassification
+
+    from recipes.core.registry import get_task
+
+    defaults = dict(get_task("srl").preset_config_defaults)
+    assert defaults == {"position_embedding_type": "rotary"}
+    forge = load_model(ModelArguments(config_name="forge-tiny"), AutoModelForTokenClassification, tokenizer,
+                       preset_defaults=defaults, num_labels=3)
+    assert forge.config.position_embedding_type == "rotary"
+    bart = load_model(ModelArguments(config_name="forge-tiny", architecture="bart"), AutoModelForTokenClassification,
+                      tokenizer, preset_defaults=defaults, num_labels=3)
+    assert bart.config.model_type == "bart" and bart.config.num_labels == 3

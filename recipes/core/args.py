@@ -526,7 +526,7 @@ class SRLDataArguments(DataArguments):
         default=None,
         metadata={
             "help": "Join each token's state with the predicate's before the classifier (ForgeConfig."
-            "classifier_predicate_context). Default: the fine-tuned folder's own setting, else off."
+            "classifier_predicate_context). Default: on for a new Forge head; a fine-tuned SRL folder keeps its own."
         },
     )
 

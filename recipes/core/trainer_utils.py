@@ -178,7 +178,7 @@ def load_model(
     ...) and the dropout knobs / ``--config_overrides`` of ``model_args`` are applied to the config.
     ``--architecture bart`` builds the BART control of the same shape instead (``recipes/core/architectures.py``);
     ``--init_embeddings`` fills embedding rows from word vectors (from scratch only). ``preset_defaults``
-    (the task's ``TaskSpec.preset_config_defaults``) apply to a model built from a preset name only, below
+    (the task's ``TaskSpec.preset_config_defaults``) apply to a Forge model built from a preset name only, below
     ``--config_overrides``.
     """
     from .layout import modeling  # registers Forge with the Auto classes
@@ -217,7 +217,9 @@ def load_model(
             "eos_token_id": tokenizer.eos_token_id,
         }
         preset = {}
-        if preset_defaults and model_args.config_name in modeling.PRESETS and not os.path.exists(model_args.config_name):
+        # Forge's own measured defaults; the BART control keeps its layout (it cannot mirror e.g. rotary positions)
+        if (preset_defaults and architecture == "forge" and model_args.config_name in modeling.PRESETS
+                and not os.path.exists(model_args.config_name)):
             preset = {k: v for k, v in preset_defaults.items() if k not in overrides}
             if preset:
                 logger.info("This recipe builds %s with %s (its measured default for a model trained from scratch; "
