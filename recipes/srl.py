@@ -73,18 +73,11 @@ class SRLRecipe(TaskRecipe):
         if context and self.model_args.architecture != "forge":
             raise ValueError("--predicate_context is a Forge head option (ForgeConfig.classifier_predicate_context); "
                              f"drop it for --architecture {self.model_args.architecture}.")
-        if context is None and self.model_args.architecture == "forge" and not self._folder_is_a_tagger():
-            # a new head: on by default (SRL F1 42.9 against 39.7 without it, bench/results/explore/README.md)
-            context = True
+        # None: off for a new head (two seeds: 42.9 / 40.0 with it, 39.7 / 41.2 without, inside the seed spread;
+        # bench/results/explore/README.md), and a fine-tuned SRL folder keeps its own setting
         if context is not None:
             overrides["classifier_predicate_context"] = context
         return overrides
-
-    def _folder_is_a_tagger(self) -> bool:
-        """Whether --model_name_or_path is already a token classifier (its head keeps its own setting)."""
-        if not self.model_args.model_name_or_path:
-            return False
-        return "ForgeForTokenClassification" in (getattr(load_folder_config(self.model_args), "architectures", None) or [])
 
     def setup_model(self, model: Any, tokenizer: Any) -> None:
         from .core.layout import tokenization

@@ -146,13 +146,13 @@ def test_srl_end_to_end(tmp_path, tokenizer_dir):
     srl.main(
         COMMON + _files("srl") + [
             "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--augment", "word_dropout",
-            "--max_seq_length", "128",
+            "--max_seq_length", "128", "--predicate_context", "true",
         ]
     )
     model, results, rows = _check_outputs(out, AutoModelForTokenClassification, "f1")
-    # a new Forge head joins each token with the predicate (found after the <pred> marker) and the preset is built
-    # with rotary positions, SRL's measured defaults; the evaluation-only run below reloads the folder, whose own
-    # setting then applies
+    # the head joins each token with the predicate (found after the <pred> marker) and the preset is built with
+    # rotary positions (SRL's measured default); the evaluation-only run below reloads the folder without the flag,
+    # whose own setting then applies
     assert model.config.classifier_predicate_context and model.predicate_context is not None
     assert model.config.position_embedding_type == "rotary"
     assert "V" not in {k[len("eval_f1_"):] for k in results if k.startswith("eval_f1_")}

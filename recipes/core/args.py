@@ -526,7 +526,7 @@ class SRLDataArguments(DataArguments):
         default=None,
         metadata={
             "help": "Join each token's state with the predicate's before the classifier (ForgeConfig."
-            "classifier_predicate_context). Default: on for a new Forge head; a fine-tuned SRL folder keeps its own."
+            "classifier_predicate_context). Default: off for a new head; a fine-tuned SRL folder keeps its own."
         },
     )
 
