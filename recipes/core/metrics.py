@@ -133,18 +133,6 @@ def srl_metrics(id2label: dict[int, str]) -> Callable[[Any], dict[str, float]]:
     return compute
 
 
-def label_sequences(
-    predicted: np.ndarray, labels: np.ndarray, id2label: dict[int, str]
-) -> tuple[list[list[str]], list[list[str]]]:
-    """Word-level tag sequences (prediction, reference) from token-level arrays, keeping positions where label != -100."""
-    predictions, references = [], []
-    for pred_row, label_row in zip(predicted, labels):
-        keep = label_row != -100
-        predictions.append([id2label[int(i)] for i in pred_row[keep]])
-        references.append([id2label[int(i)] for i in label_row[keep]])
-    return predictions, references
-
-
 def flatten_seqeval(result: dict[str, Any]) -> dict[str, float]:
     """{"f1": .., "ARG0": {"f1": ..}} -> {"f1": .., "f1_ARG0": ..}: the Trainer logs only scalars."""
     flat: dict[str, float] = {}
