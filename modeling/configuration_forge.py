@@ -91,6 +91,11 @@ class ForgeConfig(PreTrainedConfig):
             pair to their tagger). Every token then sees the predicate directly instead of through attention.
         predicate_marker_id: the id of the token that marks the predicate in the input (SRL's ``<pred>``); needed
             with ``classifier_predicate_context``. ``recipes.srl`` sets both.
+        qa_lexical_match: extractive question answering: a learned vector is added to the embedding of every
+            context token whose id also occurs in the question, and of every question token whose id occurs in the
+            context (DrQA's exact-match feature, Chen et al., 2017). The question is everything before the first
+            ``eos_token_id`` (Forge's pair template is ``question </s> context </s>``). Without it the encoder has to
+            learn from the data which tokens of the two segments are the same word before it can align them.
         loss_chunk_size: ``None`` (default) or a number of target tokens: in training with labels, the seq2seq LM head
             computes lm_head + cross-entropy over chunks of that many tokens, recomputed in the backward, so the full
             ``(tokens, vocab)`` fp32 logits tensor never exists (the output's ``logits`` is then ``None``); same loss
@@ -142,6 +147,7 @@ class ForgeConfig(PreTrainedConfig):
     classifier_dropout: float | int = 0.0
     classifier_predicate_context: bool = False
     predicate_marker_id: int | None = None
+    qa_lexical_match: bool = False
     encoder_mixer: str | list[str] = "attention"
     decoder_mixer: str | list[str] = "attention"
     conv_kernel_size: int = 7
@@ -213,6 +219,8 @@ class ForgeConfig(PreTrainedConfig):
             raise ValueError(
                 f"`predicate_marker_id` must be a token id in 0..{self.vocab_size - 1}, got {self.predicate_marker_id}."
             )
+        if self.qa_lexical_match and self.eos_token_id is None:
+            raise ValueError("`qa_lexical_match` finds the end of the question at the first `eos_token_id`; set it.")
         if self.init_std <= 0:
             raise ValueError(f"`init_std` must be positive, got {self.init_std}.")
         for stack in ("encoder", "decoder"):

@@ -205,8 +205,8 @@ class ForgeScaledEmbedding(nn.Embedding):
     so ``inputs_embeds`` built from it (prompt tuning, ``generate(inputs_embeds=...)``) give the same outputs.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, embed_scale: float = 1.0):
-        super().__init__(num_embeddings, embedding_dim)
+    def __init__(self, num_embeddings: int, embedding_dim: int, embed_scale: float = 1.0, padding_idx: int | None = None):
+        super().__init__(num_embeddings, embedding_dim, padding_idx=padding_idx)
         self.embed_scale = embed_scale
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -512,6 +512,8 @@ class ForgePreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, nn.Embedding) and not isinstance(module, ForgeLearnedPositions):  # the token embedding
             init.normal_(module.weight, mean=0.0, std=self.config.token_embedding_std())
+            if module.padding_idx is not None:  # a row that must stay zero (the lexical-match "no match" row)
+                init.zeros_(module.weight[module.padding_idx])
         init_mixer_weights(module, self.config.init_std)  # conv kernels and GRU/LSTM weights, if any
         if isinstance(module, ForgeSinusoidalPositions):
             init.copy_(module.table, sinusoidal_table(module.table.shape[0], module.dim))
@@ -1222,8 +1224,30 @@ class ForgeForQuestionAnswering(_ForgeEncoderHead):
     def __init__(self, config: ForgeConfig):
         super().__init__(config)
         self.model = ForgeEncoderModel(config)
+        # config.qa_lexical_match: row 1 is added to tokens whose id occurs in the other segment; row 0 stays zero
+        self.lexical_match = (
+            ForgeScaledEmbedding(2, config.d_model, self.model.shared.embed_scale, padding_idx=0)
+            if config.qa_lexical_match else None
+        )
         self.qa_outputs = nn.Linear(config.d_model, 2)
         self.post_init()
+
+    def lexical_match_flags(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """(batch, time) bool: the token's id occurs in the other segment (question before the first eos, context after).
+
+        Separators, padding and the special tokens of one segment never match. Comparing every pair of positions
+        costs batch * time^2 booleans (4.7 MB for 32 windows of 384 tokens), small beside the attention itself.
+        """
+        eos = self.config.eos_token_id
+        eos = eos[0] if isinstance(eos, (list, tuple)) else eos
+        is_eos = input_ids == eos
+        valid = ~is_eos if attention_mask is None else (~is_eos & attention_mask.bool())
+        question = (is_eos.int().cumsum(dim=1) == 0) & valid
+        context = ~question & valid
+        same = input_ids[:, :, None] == input_ids[:, None, :]  # (batch, time, time)
+        in_question = (same & question[:, None, :]).any(dim=-1) & context
+        in_context = (same & context[:, None, :]).any(dim=-1) & question
+        return in_question | in_context
 
     @can_return_tuple
     def forward(
@@ -1238,6 +1262,16 @@ class ForgeForQuestionAnswering(_ForgeEncoderHead):
     ) -> QuestionAnsweringModelOutput:
         r"""start_positions / end_positions: (batch,) token indices of the answer span; out-of-range ones are
         ignored."""
+        if self.lexical_match is not None:
+            if input_ids is None:
+                raise ValueError(
+                    "This QA model marks the tokens the question and the context share (`config.qa_lexical_match`), "
+                    "so it needs `input_ids`, not `inputs_embeds` alone."
+                )
+            if inputs_embeds is None:
+                inputs_embeds = self.model.shared(input_ids)
+            inputs_embeds = inputs_embeds + self.lexical_match(self.lexical_match_flags(input_ids, attention_mask).long())
+            input_ids = None
         hidden = self.model(
             input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
