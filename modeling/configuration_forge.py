@@ -85,6 +85,9 @@ class ForgeConfig(PreTrainedConfig):
         ffn_type: ``"mlp"`` or ``"gated"`` (gated + ``activation_function="silu"`` is SwiGLU).
         scale_embedding: multiply token embeddings by ``sqrt(d_model)`` (as the original Transformer).
         classifier_dropout: dropout of the sequence classification head.
+        classifier_pooling: how the sequence classification head reads the encoder states: ``"mean"`` over the
+            non-pad tokens or ``"max"`` (the largest value of each feature over the non-pad tokens, max-over-time
+            pooling as in Kim, 2014, and InferSent's BiLSTM-max).
         classifier_predicate_context: token classification (semantic role labelling): each token's state is joined
             with the state of the predicate, the token right after the ``predicate_marker_id`` marker in the input,
             through one GELU layer added to the token's state, before the classifier (Shi & Lin, 2019, feed the same
@@ -145,6 +148,7 @@ class ForgeConfig(PreTrainedConfig):
     attention_dropout: float | int = 0.0
     activation_dropout: float | int = 0.0
     classifier_dropout: float | int = 0.0
+    classifier_pooling: str = "mean"
     classifier_predicate_context: bool = False
     predicate_marker_id: int | None = None
     qa_lexical_match: bool = False
@@ -219,6 +223,8 @@ class ForgeConfig(PreTrainedConfig):
             raise ValueError(
                 f"`predicate_marker_id` must be a token id in 0..{self.vocab_size - 1}, got {self.predicate_marker_id}."
             )
+        if self.classifier_pooling not in ("mean", "max"):
+            raise ValueError(f"`classifier_pooling` must be 'mean' or 'max', got {self.classifier_pooling!r}.")
         if self.qa_lexical_match and self.eos_token_id is None:
             raise ValueError("`qa_lexical_match` finds the end of the question at the first `eos_token_id`; set it.")
         if self.init_std <= 0:

@@ -1087,7 +1087,7 @@ class _ForgeEncoderHead(ForgePreTrainedModel):
 
 
 class ForgeClassificationHead(nn.Module):
-    """Mean-pooled encoder states -> dense -> tanh -> dropout -> out_proj."""
+    """Pooled encoder states -> dense -> tanh -> dropout -> out_proj."""
 
     def __init__(self, config: ForgeConfig):
         super().__init__()
@@ -1100,7 +1100,8 @@ class ForgeClassificationHead(nn.Module):
 
 
 class ForgeForSequenceClassification(_ForgeEncoderHead):
-    """Sentence (pair) classification or regression: mean over non-pad encoder states, then a small MLP."""
+    """Sentence (pair) classification or regression: mean (or max, ``config.classifier_pooling``) over the non-pad
+    encoder states, then a small MLP."""
 
     def __init__(self, config: ForgeConfig):
         super().__init__(config)
@@ -1123,7 +1124,11 @@ class ForgeForSequenceClassification(_ForgeEncoderHead):
             input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
         )
         states = hidden.last_hidden_state  # (batch, time, d_model)
-        if attention_mask is None:
+        if self.config.classifier_pooling == "max":
+            if attention_mask is not None:  # padding never wins the max
+                states = states.masked_fill(~attention_mask.bool().unsqueeze(-1), torch.finfo(states.dtype).min)
+            pooled = states.amax(dim=1)
+        elif attention_mask is None:
             pooled = states.mean(dim=1)
         else:
             weights = attention_mask.to(states.dtype).unsqueeze(-1)  # (batch, time, 1)

@@ -68,7 +68,14 @@ class QARecipe(TaskRecipe):
                 for ds in self.raw.values() if self.data_args.answer_column in ds.column_names
                 for answers in ds[self.data_args.answer_column]
             )
-        return {}
+        match = self.data_args.lexical_match
+        if self.model_args.architecture != "forge":
+            if match:
+                raise ValueError("--lexical_match is a Forge head option (ForgeConfig.qa_lexical_match); drop it for "
+                                 f"--architecture {self.model_args.architecture}.")
+            return {}
+        # None: the preset default below for a model from scratch; a folder keeps its own setting
+        return {} if match is None else {"qa_lexical_match": match}
 
     def encode_function(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
         data_args = self.data_args
@@ -161,6 +168,9 @@ SPEC = TaskSpec(
     # quality table (bench/results/quality_cpu.jsonl) is the measurement of them on this task
     training_defaults=(("learning_rate", 1e-3), ("warmup_steps", 200), ("weight_decay", 0.01),
                        ("per_device_train_batch_size", 32), ("train_sampling_strategy", "group_by_length")),
+    # the tokens the question and the context share, marked (DrQA's exact-match feature): SQuAD F1 15.9 against 9.7
+    # from scratch in 15 minutes (bench/results/explore/README.md, session 14)
+    preset_config_defaults=(("qa_lexical_match", True),),
     main_job_order=4, main_job_flags=("--max_seq_length", "192", "--doc_stride", "64"),
 )
 

@@ -88,3 +88,27 @@ def test_srl_builds_rotary_forge_and_leaves_the_bart_control_its_learned_positio
     bart = load_model(ModelArguments(config_name="forge-tiny", architecture="bart"), AutoModelForTokenClassification,
                       tokenizer, preset_defaults=defaults, num_labels=3)
     assert bart.config.model_type == "bart" and bart.config.num_labels == 3
+
+
+def test_qa_marks_shared_tokens_in_a_preset_build_and_on_request_in_a_pretrained_start(tmp_path, tokenizer):
+    """QA's preset default (qa_lexical_match) is Forge's; the BART control is built as before; a pretrained seq2seq
+    folder gets the match vector as a new (missing, not mismatched) weight when asked, its own weights loaded."""
+    from transformers import AutoModelForQuestionAnswering
+
+    from recipes.core.registry import get_task
+
+    defaults = dict(get_task("qa").preset_config_defaults)
+    assert defaults == {"qa_lexical_match": True}
+    forge = load_model(ModelArguments(config_name="forge-tiny"), AutoModelForQuestionAnswering, tokenizer,
+                       preset_defaults=defaults)
+    assert forge.config.qa_lexical_match and forge.lexical_match is not None
+    bart = load_model(ModelArguments(config_name="forge-tiny", architecture="bart"), AutoModelForQuestionAnswering,
+                      tokenizer, preset_defaults=defaults)
+    assert bart.config.model_type == "bart"
+    pretrained = ForgeForConditionalGeneration(ForgeConfig.from_pretrained("forge-tiny", vocab_size=len(tokenizer)))
+    pretrained.save_pretrained(tmp_path)
+    plain = load_model(_args(tmp_path), AutoModelForQuestionAnswering, tokenizer, preset_defaults=defaults)
+    assert not plain.config.qa_lexical_match and plain.lexical_match is None  # a folder keeps its own setting
+    marked = load_model(_args(tmp_path), AutoModelForQuestionAnswering, tokenizer, qa_lexical_match=True)
+    assert marked.lexical_match is not None
+    assert (marked.model.shared.weight == pretrained.model.shared.weight).all()

@@ -285,6 +285,26 @@ class TestSequenceClassification(HeadBehaviour):
         assert multi.config.problem_type == "multi_label_classification"
 
 
+class TestSequenceClassificationWithMaxPooling(TestSequenceClassification):
+    """Every head behaviour (padding invariance above all) with max-over-time pooling."""
+
+    def model(self, **overrides):
+        return super().model(classifier_pooling="max", **overrides)
+
+
+def test_max_pooling_takes_each_features_largest_value_over_the_real_tokens():
+    model = ForgeForSequenceClassification(tiny_config(classifier_pooling="max", num_labels=2)).eval()
+    inputs = source_batch(batch=3, padded=True)
+    with torch.no_grad():
+        logits = model(**inputs).logits
+        states = model.model(**inputs).last_hidden_state
+    lengths = inputs["attention_mask"].sum(1).tolist()
+    pooled = torch.stack([states[row, :n].amax(dim=0) for row, n in enumerate(lengths)])
+    torch.testing.assert_close(logits, model.classifier(pooled))
+    with pytest.raises(ValueError, match="`classifier_pooling` must be 'mean' or 'max'"):
+        tiny_config(classifier_pooling="cls")
+
+
 class TestTokenClassification(HeadBehaviour):
     model_class = ForgeForTokenClassification
     auto_class = AutoModelForTokenClassification
@@ -331,6 +351,68 @@ class TestQuestionAnswering(HeadBehaviour):
 
     def make_labels(self, inputs: dict) -> dict:
         return {"start_positions": torch.tensor([1, 2, 0]), "end_positions": torch.tensor([3, 2, 4])}
+
+
+def question_context_batch(padded: bool = True) -> dict:
+    """``q q </s> c c ... </s>`` rows where the context repeats the first question token (the lexical-match input)."""
+    inputs = source_batch(padded=padded)
+    ids = inputs["input_ids"]
+    ids[:, 2] = EOS
+    ids[:, 3] = ids[:, 0]
+    return inputs
+
+
+class TestQuestionAnsweringWithLexicalMatch(TestQuestionAnswering):
+    """Every head behaviour (save/load, padding, sdpa/eager, gradients to every parameter) with the match flags on."""
+
+    def model(self, **overrides):
+        return super().model(qa_lexical_match=True, **overrides)
+
+    def make_inputs(self, padded: bool = True) -> dict:
+        return question_context_batch(padded)
+
+    def check_recorded(self, model, inputs: dict, out) -> None:
+        """The encoder's input is the token embedding plus the match vector at the flagged tokens."""
+        ids, mask = inputs["input_ids"], inputs["attention_mask"]
+        embeds = model.model.shared(ids) + model.lexical_match(model.lexical_match_flags(ids, mask).long())
+        with torch.no_grad():
+            encoder = model.get_encoder()(inputs_embeds=embeds, attention_mask=mask)
+        assert_close(out.hidden_states[-1], encoder.last_hidden_state)
+
+
+def test_qa_lexical_match_marks_the_tokens_the_question_and_context_share(tmp_path):
+    """config.qa_lexical_match: exactly the tokens whose id occurs in the other segment get the learned vector;
+    separators, padding and tokens repeated within one segment do not; the "no match" row stays zero."""
+    q1, q2, c1, c2 = 10, 11, 12, 13
+    ids = torch.tensor([
+        [q1, q2, q2, EOS, c1, q2, c2, q1, EOS, PAD, PAD],  # q2 twice in the question: one flag per position
+        [q1, EOS, c1, c1, EOS, PAD, PAD, PAD, PAD, PAD, PAD],  # nothing shared
+        [PAD, PAD, q1, EOS, q1, c1, EOS, PAD, PAD, PAD, PAD],  # left and right padding: never flagged
+    ])
+    mask = (ids != PAD).long()
+    model = ForgeForQuestionAnswering(tiny_config(qa_lexical_match=True)).eval()
+    flags = model.lexical_match_flags(ids, mask).int().tolist()
+    assert flags[0] == [1, 1, 1, 0, 0, 1, 0, 1, 0, 0, 0]
+    assert flags[1] == [0] * 11
+    assert flags[2] == [0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0]
+    assert model.lexical_match.weight[0].abs().sum() == 0 and model.lexical_match.weight[1].abs().sum() > 0
+    # the forward adds row 1 at the flagged positions: the same as adding it to the embeddings by hand
+    with torch.no_grad():
+        got = model(input_ids=ids, attention_mask=mask).start_logits
+        embeds = model.model.shared(ids) + model.lexical_match(torch.tensor(flags))
+        hidden = model.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        assert_close(got, model.qa_outputs(hidden)[..., 0])
+        without = model.qa_outputs(model.model(input_ids=ids, attention_mask=mask).last_hidden_state)[..., 0]
+    assert not torch.allclose(got[0], without[0])  # the flags change what the head sees
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["qa_lexical_match"] is True
+    with torch.no_grad():
+        assert_close(AutoModelForQuestionAnswering.from_pretrained(tmp_path).eval()(input_ids=ids, attention_mask=mask).start_logits, got)
+    with pytest.raises(ValueError, match="needs `input_ids`, not `inputs_embeds` alone"):
+        model(inputs_embeds=model.get_input_embeddings()(ids))
+    with pytest.raises(ValueError, match="`qa_lexical_match` finds the end of the question"):
+        tiny_config(qa_lexical_match=True, eos_token_id=None)
+    assert ForgeForQuestionAnswering(tiny_config()).lexical_match is None  # off by default: the plain head
 
 
 # ---------------------------------------------------------------------------------------------------------------

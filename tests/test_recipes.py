@@ -135,10 +135,19 @@ def test_qa_end_to_end(tmp_path, tokenizer_dir):
             "--doc_stride", "24", "--max_question_length", "24",
         ]
     )
-    _, results, rows = _check_outputs(out, AutoModelForQuestionAnswering, "f1")
+    model, results, rows = _check_outputs(out, AutoModelForQuestionAnswering, "f1")
+    # a model built from a preset marks the tokens the question and context share (QA's measured default); the
+    # evaluation-only run below reloads the folder, whose own setting then applies
+    assert model.config.qa_lexical_match and model.lexical_match is not None
     assert "eval_exact_match" in results
     assert {"id", "prediction", "answers", "nbest"} <= set(rows[0])
     _eval_only(qa, out, tmp_path, "qa", "f1", ["--max_seq_length", "96", "--doc_stride", "24"])
+
+
+def test_qa_lexical_match_is_refused_for_the_bart_control(tmp_path, tokenizer_dir):
+    with pytest.raises(ValueError, match="--lexical_match is a Forge head option"):
+        qa.main(COMMON + _files("qa") + ["--tokenizer_name", tokenizer_dir, "--output_dir", str(tmp_path / "qa"),
+                                         "--architecture", "bart", "--lexical_match", "true"])
 
 
 def test_srl_end_to_end(tmp_path, tokenizer_dir):

@@ -486,6 +486,14 @@ class QADataArguments(DataArguments):
             "help": "v2 only: predict 'no answer' when null score - best span score > this threshold."
         },
     )
+    lexical_match: Optional[bool] = field(
+        default=None,
+        metadata={
+            "help": "Mark the tokens the question and the context share (ForgeConfig.qa_lexical_match, DrQA's "
+            "exact-match feature). Default: on for a model built from a preset (--config_name); a pretrained or "
+            "fine-tuned folder keeps its own setting, so pass true to add it to a pretrained start."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
