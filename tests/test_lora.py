@@ -143,3 +143,23 @@ def test_default_targets_cover_cross_attention():
     for part in ("encoder_attn.q_proj.lora_A", "encoder_attn.kv_proj.lora_A", "decoder.layers.1.ffn.fc2.lora_B"):
         assert any(part in n for n in names), part
     assert not any("lm_head" in n or "shared" in n for n in names)
+
+
+@pytest.mark.parametrize("head", ["qa", "srl"])
+def test_the_new_modules_of_head_options_train_in_full(head):
+    """QA's lexical-match vector and SRL's predicate context are new at fine-tuning: under LoRA they must train
+    (frozen, they would stay random), like the head itself."""
+    from types import SimpleNamespace
+
+    from modeling import ForgeForQuestionAnswering, ForgeForTokenClassification
+    from recipes.core.lora import apply_lora
+
+    if head == "qa":
+        model, new = ForgeForQuestionAnswering(ForgeConfig.from_pretrained("forge-tiny", qa_lexical_match=True)), "lexical_match"
+    else:
+        config = ForgeConfig.from_pretrained("forge-tiny", classifier_predicate_context=True, predicate_marker_id=5)
+        model, new = ForgeForTokenClassification(config), "predicate_context"
+    args = SimpleNamespace(lora_r=2, lora_alpha=4, lora_dropout=0.0, lora_target_modules=None)
+    names = [n for n, p in apply_lora(model, args).named_parameters() if p.requires_grad]
+    assert any(f"{new}.modules_to_save" in n for n in names), names
+    assert not any("shared" in n for n in names)
