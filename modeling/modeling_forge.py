@@ -1240,8 +1240,8 @@ class ForgeForQuestionAnswering(_ForgeEncoderHead):
     def lexical_match_flags(self, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """(batch, time) bool: the token's id occurs in the other segment (question before the first eos, context after).
 
-        Separators, padding and the special tokens of one segment never match. Comparing every pair of positions
-        costs batch * time^2 booleans (4.7 MB for 32 windows of 384 tokens), small beside the attention itself.
+        Separators (eos) and padding never match, nor does a token repeated within one segment only. Comparing every
+        pair of positions costs batch * time^2 booleans (4.7 MB for 32 windows of 384 tokens), small beside attention.
         """
         eos = self.config.eos_token_id
         eos = eos[0] if isinstance(eos, (list, tuple)) else eos

@@ -64,13 +64,17 @@ def bart_config_from_forge(config: PreTrainedConfig) -> BartConfig:
     """A ``BartConfig`` of the same shape and training settings as the Forge ``config``.
 
     Raises:
-        ValueError: a Forge variant BART cannot express (gated feed-forward, RMSNorm, rotary positions), so the
-            two would not have the same shape.
+        ValueError: a Forge variant BART cannot express (gated feed-forward, RMSNorm, rotary positions, the head
+            options), so the two would not have the same shape.
     """
     unsupported = {
         "ffn_type": ("mlp", "BART's feed-forward is fc2(act(fc1(x))); a gated one has a third matrix"),
         "norm_type": ("layernorm", "BART uses LayerNorm"),
         "position_embedding_type": (("sinusoidal", "learned"), "BART adds learned absolute positions"),
+        # Forge's head options: BART's heads have no such parts
+        "qa_lexical_match": (False, "BART's QA head has no vector for the tokens the question and context share"),
+        "classifier_predicate_context": (False, "BART's token classifier is one linear layer"),
+        "classifier_pooling": ("mean", "BART's sequence classifier reads the last </s> state"),
     }
     for name, (allowed, why) in unsupported.items():
         value = getattr(config, name, None)
