@@ -68,14 +68,8 @@ class QARecipe(TaskRecipe):
                 for ds in self.raw.values() if self.data_args.answer_column in ds.column_names
                 for answers in ds[self.data_args.answer_column]
             )
-        match = self.data_args.lexical_match
-        if self.model_args.architecture != "forge":
-            if match:
-                raise ValueError("--lexical_match is a Forge head option (ForgeConfig.qa_lexical_match); drop it for "
-                                 f"--architecture {self.model_args.architecture}.")
-            return {}
-        # None: the preset default below for a model from scratch; a folder keeps its own setting
-        return {} if match is None else {"qa_lexical_match": match}
+        # unset: the preset default below for a model from scratch; a folder keeps its own setting
+        return self.forge_head_option("lexical_match", "qa_lexical_match")
 
     def encode_function(self, tokenizer: Any) -> tuple[Any, dict[str, Any]]:
         data_args = self.data_args

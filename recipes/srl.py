@@ -69,15 +69,9 @@ class SRLRecipe(TaskRecipe):
         self.labels, self.label2id = labels, label2id
         self.columns = (data_args.tokens_column, data_args.predicate_index_column, data_args.tags_column)
         overrides = {"num_labels": len(labels), "id2label": dict(enumerate(labels)), "label2id": label2id}
-        context = data_args.predicate_context
-        if context and self.model_args.architecture != "forge":
-            raise ValueError("--predicate_context is a Forge head option (ForgeConfig.classifier_predicate_context); "
-                             f"drop it for --architecture {self.model_args.architecture}.")
-        # None: off for a new head (two seeds: 42.9 / 40.0 with it, 39.7 / 41.2 without, inside the seed spread;
+        # unset: off for a new head (two seeds: 42.9 / 40.0 with it, 39.7 / 41.2 without, inside the seed spread;
         # bench/results/explore/README.md), and a fine-tuned SRL folder keeps its own setting
-        if context is not None:
-            overrides["classifier_predicate_context"] = context
-        return overrides
+        return {**overrides, **self.forge_head_option("predicate_context", "classifier_predicate_context")}
 
     def setup_model(self, model: Any, tokenizer: Any) -> None:
         from .core.layout import tokenization

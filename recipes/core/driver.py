@@ -65,6 +65,17 @@ class TaskRecipe:
         """Inspect ``self.raw`` (label set, ...) and return config overrides for the model (num_labels, ...)."""
         return {}
 
+    def forge_head_option(self, flag: str, config_field: str) -> dict[str, Any]:
+        """``{config_field: value}`` for a Forge head option given as ``--flag`` (unset: ``{}``, so a folder keeps its
+        own setting and a preset its recipe default); refused when switched on for the BART control."""
+        value = getattr(self.data_args, flag)
+        if self.model_args.architecture != "forge":
+            if value:
+                raise ValueError(f"--{flag} is a Forge head option (ForgeConfig.{config_field}); drop it for "
+                                 f"--architecture {self.model_args.architecture}.")
+            return {}
+        return {} if value is None else {config_field: value}
+
     def drop_unusable_labels(self, column: str, is_valid: Any, flag: str) -> None:
         """Without training, predict a test split whose labels are missing or unknown without scoring it."""
         if not self.training_args.do_train:
