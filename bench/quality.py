@@ -54,8 +54,9 @@ ARCH_NAMES = {"forge": "Forge", "bart": "BART"}
 # Translation: one joint German+English vocabulary (the pretraining tokenizer, fitted to English Wikipedia,
 # splits German into many short pieces); bench/results/sweep_translation.jsonl holds the comparison.
 TASK_TOKENIZERS: dict[str, tuple[list[str], int]] = {"translation": (["de", "en"], 8000)}
-# tasks whose own tokenizer is a lever to measure, not a default yet: --task_tokenizers translation sentiment
-TASK_TOKENIZER_COLUMNS: dict[str, list[str]] = {**{t: c for t, (c, _) in TASK_TOKENIZERS.items()}, "sentiment": ["text"]}
+# tasks whose own tokenizer is a lever to measure, not a default yet: --task_tokenizers sentiment summarization:8000
+TASK_TOKENIZER_COLUMNS: dict[str, list[str]] = {**{t: c for t, (c, _) in TASK_TOKENIZERS.items()}, "sentiment": ["text"],
+                                                "summarization": ["document", "summary"]}
 
 
 def parse_task_tokenizers(values: list[str]) -> dict[str, int]:
