@@ -99,6 +99,12 @@ class ForgeConfig(PreTrainedConfig):
             context (DrQA's exact-match feature, Chen et al., 2017). The question is everything before the first
             ``eos_token_id`` (Forge's pair template is ``question </s> context </s>``). Without it the encoder has to
             learn from the data which tokens of the two segments are the same word before it can align them.
+        copy_attention: sequence-to-sequence LM: a pointer-generator output layer (See et al., 2017). Each decoding
+            step also attends over the encoder states (one head of its own) and mixes two distributions, the
+            vocabulary softmax and that attention scattered onto the source tokens' ids, with a learned gate; the
+            model's ``logits`` are then the log of the mixture (log-probabilities, which ``generate()`` and the loss
+            read as they read logits). A model trained from scratch can copy names and numbers of the source from
+            its first steps instead of learning each word's output row first. ``loss_chunk_size`` does not apply.
         loss_chunk_size: ``None`` (default) or a number of target tokens: in training with labels, the seq2seq LM head
             computes lm_head + cross-entropy over chunks of that many tokens, recomputed in the backward, so the full
             ``(tokens, vocab)`` fp32 logits tensor never exists (the output's ``logits`` is then ``None``); same loss
@@ -152,6 +158,7 @@ class ForgeConfig(PreTrainedConfig):
     classifier_predicate_context: bool = False
     predicate_marker_id: int | None = None
     qa_lexical_match: bool = False
+    copy_attention: bool = False
     encoder_mixer: str | list[str] = "attention"
     decoder_mixer: str | list[str] = "attention"
     conv_kernel_size: int = 7

@@ -671,6 +671,7 @@ class ForgeEncoder(_ForgeStack):
         # generate() hands the batch's remaining model kwargs to the encoder; under Seq2SeqTrainer's
         # predict_with_generate that includes `labels`, which the encoder has no use for.
         kwargs.pop("labels", None)
+        kwargs.pop("copy_source_ids", None)  # the decoding steps' (copy_attention), handed over by generate() too
         _check_kwargs(kwargs, "ForgeEncoder.forward")
         self._check_output_attentions(kwargs)
         hidden_states, position_embeddings = self.embed(input_ids, inputs_embeds, start=0)
@@ -918,6 +919,41 @@ def chunked_lm_loss_sum(
     return total
 
 
+class ForgeCopyGenerator(nn.Module):
+    """Pointer-generator output (See et al., 2017; ``ForgeConfig.copy_attention``).
+
+    One attention head of its own over the encoder states gives, per target position, a distribution over the
+    source tokens; a gate ``p_gen`` (from the decoder state and that head's context vector) mixes the vocabulary
+    softmax with that distribution scattered onto the source tokens' ids. Returns the log of the mixture, in
+    float32: log-probabilities that ``F.cross_entropy`` (their log-sum-exp is 0) and ``generate()`` use as they
+    use logits. Hand-written: transformers has no pointer-generator layer.
+    """
+
+    def __init__(self, config: ForgeConfig):
+        super().__init__()
+        self.query = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.key = nn.Linear(config.d_model, config.d_model, bias=False)
+        self.gate = nn.Linear(2 * config.d_model, 1)
+        self.scale = config.d_model**-0.5
+
+    def forward(
+        self, hidden: torch.Tensor, logits: torch.Tensor, memory: torch.Tensor, source_ids: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """hidden (batch, tgt, d), logits (batch, tgt, vocab), memory (batch, src, d) the encoder output,
+        source_ids (batch, src), memory_mask (batch, src) 1 = real token -> (batch, tgt, vocab) log-probabilities."""
+        scores = (self.query(hidden) @ self.key(memory).transpose(1, 2)).float() * self.scale  # (batch, tgt, src)
+        if memory_mask is not None:
+            scores = scores.masked_fill(~memory_mask.bool()[:, None, :], torch.finfo(scores.dtype).min)
+        attention = scores.softmax(dim=-1)
+        context = attention.to(memory.dtype) @ memory  # (batch, tgt, d)
+        p_gen = torch.sigmoid(self.gate(torch.cat([hidden, context], dim=-1)).float())  # (batch, tgt, 1)
+        probs = p_gen * logits.float().softmax(dim=-1)
+        index = source_ids[:, None, :].expand(-1, hidden.shape[1], -1)
+        probs = probs.scatter_add(-1, index, (1.0 - p_gen) * attention)
+        return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
 class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
     """Sequence-to-sequence LM (translation, summarisation, denoising pretraining) with ``generate()``."""
 
@@ -927,6 +963,7 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.model = ForgeModel(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.copy_generator = ForgeCopyGenerator(config) if config.copy_attention else None
         self.post_init()
         # A tied lm_head is not written to model.safetensors (it is the embedding). Saying so lets the Trainer
         # recognise the key as tied, not lost, when it reloads the best checkpoint (it re-ties instead of warning
@@ -956,6 +993,7 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
         smoothing: float = 0.0,
+        copy_source_ids: torch.LongTensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
         r"""labels: (batch, target_len) token ids, -100 where no loss is wanted. Without ``decoder_input_ids`` they
@@ -965,7 +1003,15 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         smoothing the returned logits outside the model: one fused pass over the vocabulary instead of several
         (``recipes/core/trainers.py``). Not named ``label_smoothing``: the Trainer takes every forward argument
         whose name contains "label" for a label column (``transformers.utils.find_labels``) and would then skip
-        the evaluation loss of batches that lack it."""
+        the evaluation loss of batches that lack it.
+        copy_source_ids: with ``config.copy_attention``, the source token ids when ``input_ids`` is not given
+        (``generate()`` passes them at every step: the encoder ran once, before the loop)."""
+        source_ids = input_ids if input_ids is not None else copy_source_ids
+        if self.copy_generator is not None and source_ids is None:
+            raise ValueError(
+                "This model copies source tokens (`config.copy_attention`): pass `input_ids` (or `copy_source_ids` "
+                "with `encoder_outputs`); `inputs_embeds` alone do not say which token ids to copy."
+            )
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -985,7 +1031,7 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         )
         hidden = outputs.last_hidden_state  # (batch, target_len, d_model)
         logits = loss = None
-        if labels is not None and self.training and self.config.loss_chunk_size:
+        if labels is not None and self.training and self.config.loss_chunk_size and self.copy_generator is None:
             # Opt-in memory saver: no full logits tensor in training (see ForgeConfig.loss_chunk_size).
             labels = labels.to(hidden.device)
             loss_sum = chunked_lm_loss_sum(
@@ -994,11 +1040,16 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
             )
             loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
         else:
-            logits = self.lm_head(hidden)  # (batch, target_len, vocab)
+            logits = scores = self.lm_head(hidden)  # (batch, target_len, vocab)
+            if self.copy_generator is not None:  # float32 log-probabilities of the vocabulary + copy mixture
+                scores = self.copy_generator(
+                    hidden, logits, outputs.encoder_last_hidden_state, source_ids.to(hidden.device), attention_mask
+                )
+                logits = scores.to(logits.dtype)  # returned in the model's dtype, as the LM head's logits are
             if labels is not None:
                 labels = labels.to(logits.device)
                 loss_sum = F.cross_entropy(
-                    logits.view(-1, logits.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum",
+                    scores.view(-1, scores.shape[-1]).float(), labels.view(-1), ignore_index=-100, reduction="sum",
                     label_smoothing=smoothing,
                 )
                 loss = self._loss(loss_sum, (labels != -100).sum(), num_items_in_batch)
@@ -1021,6 +1072,16 @@ class ForgeForConditionalGeneration(ForgePreTrainedModel, GenerationMixin):
         if compiled_decoding is None:  # generation_config is generate()'s second positional parameter
             config = kwargs.get("generation_config") or (args[1] if len(args) > 1 else None) or self.generation_config
             compiled_decoding = bool(getattr(config, "compiled_decoding", False))
+        if self.copy_generator is not None:
+            if compiled_decoding:
+                logger.warning_once("compiled_decoding does not cover copy_attention models; decoding eagerly instead.")
+                compiled_decoding = False
+            if kwargs.get("copy_source_ids") is None and kwargs.get("encoder_outputs") is None:
+                # the encoder runs once, before the loop; each decoding step copies from these ids
+                source = kwargs.get("input_ids", kwargs.get("inputs", args[0] if args else None))
+                if not isinstance(source, torch.Tensor):
+                    raise ValueError("A copy_attention model generates from `input_ids` (the ids it copies).")
+                kwargs["copy_source_ids"] = source
         if compiled_decoding and kwargs.get("custom_generate") is None:
             kwargs["custom_generate"] = _compiled_decoding
         return super().generate(*args, **kwargs)

@@ -65,7 +65,7 @@ def test_bart_config_refuses_what_bart_cannot_mirror():
         bart_config_from_forge(ForgeConfig.from_pretrained("forge-tiny", ffn_type="gated", activation_function="silu"))
     with pytest.raises(ValueError, match="position_embedding_type=rotary"):
         bart_config_from_forge(ForgeConfig.from_pretrained("forge-tiny", position_embedding_type="rotary"))
-    for option in ({"qa_lexical_match": True}, {"classifier_pooling": "max"},
+    for option in ({"qa_lexical_match": True}, {"classifier_pooling": "max"}, {"copy_attention": True},
                    {"classifier_predicate_context": True, "predicate_marker_id": 5}):
         name, value = next(iter(option.items()))
         with pytest.raises(ValueError, match=f"`{name}={value}`"):

@@ -145,10 +145,10 @@ def test_default_targets_cover_cross_attention():
     assert not any("lm_head" in n or "shared" in n for n in names)
 
 
-@pytest.mark.parametrize("head", ["qa", "srl"])
+@pytest.mark.parametrize("head", ["qa", "srl", "seq2seq"])
 def test_the_new_modules_of_head_options_train_in_full(head):
-    """QA's lexical-match vector and SRL's predicate context are new at fine-tuning: under LoRA they must train
-    (frozen, they would stay random), like the head itself."""
+    """QA's lexical-match vector, SRL's predicate context and the seq2seq copy generator are new at fine-tuning:
+    under LoRA they must train (frozen, they would stay random), like the head itself."""
     from types import SimpleNamespace
 
     from modeling import ForgeForQuestionAnswering, ForgeForTokenClassification
@@ -156,6 +156,9 @@ def test_the_new_modules_of_head_options_train_in_full(head):
 
     if head == "qa":
         model, new = ForgeForQuestionAnswering(ForgeConfig.from_pretrained("forge-tiny", qa_lexical_match=True)), "lexical_match"
+    elif head == "seq2seq":
+        config = ForgeConfig.from_pretrained("forge-tiny", copy_attention=True)
+        model, new = ForgeForConditionalGeneration(config), "copy_generator"
     else:
         config = ForgeConfig.from_pretrained("forge-tiny", classifier_predicate_context=True, predicate_marker_id=5)
         model, new = ForgeForTokenClassification(config), "predicate_context"

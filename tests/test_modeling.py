@@ -247,6 +247,79 @@ class TestConditionalGeneration(HeadBehaviour):
         return super().loss(model, inputs)
 
 
+class TestConditionalGenerationWithCopy(TestConditionalGeneration):
+    """Every seq2seq head behaviour (save/load, padding, sdpa/eager, gradients to every parameter, checkpointing,
+    overfitting) with the pointer-generator output (config.copy_attention)."""
+
+    def model(self, **overrides):
+        return super().model(copy_attention=True, **overrides)
+
+
+def test_copy_attention_mixes_the_vocabulary_and_the_source_tokens():
+    """config.copy_attention: the logits are log-probabilities of p_gen * softmax(lm_head) + (1 - p_gen) * the copy
+    head's attention scattered onto the source ids; padding gets no copy mass; the loss is their NLL."""
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config(copy_attention=True)).eval()
+    inputs, labels = source_batch(), target_ids(seed=2)
+    with torch.no_grad():
+        out = model(**inputs, labels=labels)
+        assert_close(out.logits.exp().sum(-1), torch.ones(out.logits.shape[:-1]))
+        nll = -out.logits.gather(-1, labels[..., None]).mean()
+        assert_close(out.loss, nll)
+        model.copy_generator.gate.bias.fill_(-1e4)  # the gate shut: copy only
+        copied = model(**inputs, labels=labels).logits.exp()
+    for row in range(inputs["input_ids"].shape[0]):
+        real = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].unique()
+        outside = torch.ones(copied.shape[-1], dtype=torch.bool)
+        outside[real] = False
+        assert copied[row][:, outside].max() < 1e-6  # all mass on the example's own real source tokens
+        assert_close(copied[row][:, real].sum(-1), torch.ones(copied.shape[1]))
+    assert ForgeForConditionalGeneration(tiny_config()).copy_generator is None  # off by default
+
+
+def test_copy_attention_generation_needs_the_source_ids():
+    """generate() keeps the source ids for the decoding steps; encoder outputs alone are refused with the fix."""
+    torch.manual_seed(0)
+    model = ForgeForConditionalGeneration(tiny_config(copy_attention=True)).eval()
+    inputs = source_batch()
+    tokens = model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    with torch.no_grad():
+        encoded = model.get_encoder()(**inputs)
+    same = model.generate(encoder_outputs=encoded, attention_mask=inputs["attention_mask"],
+                          copy_source_ids=inputs["input_ids"], max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    assert torch.equal(tokens, same)
+    with pytest.raises(ValueError, match="pass `input_ids` \\(or `copy_source_ids`"):
+        model.generate(encoder_outputs=encoded, attention_mask=inputs["attention_mask"], max_new_tokens=3)
+    with pytest.raises(ValueError, match="generates from `input_ids`"):
+        model.generate(inputs_embeds=model.get_input_embeddings()(inputs["input_ids"]), max_new_tokens=3)
+    # Forge's compiled decoding loop does not cover the copy head: the eager loop runs, with the same tokens
+    assert torch.equal(model.generate(**inputs, max_new_tokens=6, min_new_tokens=6, do_sample=False,
+                                      compiled_decoding=True), tokens)
+
+
+def test_copy_attention_learns_to_copy_tokens_it_never_saw_as_targets():
+    """The point of the pointer-generator: trained to reproduce its input on half of the vocabulary, it copies
+    tokens of the other half, which never were a training target, far better than the plain LM head."""
+    def train(copy: bool) -> float:
+        torch.manual_seed(0)
+        model = ForgeForConditionalGeneration(tiny_config(copy_attention=copy, dropout=0.0)).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(60):
+            source = torch.randint(4, 52, (16, 6), generator=generator)  # ids 4..51 only
+            loss = model(input_ids=source, labels=torch.cat([source, torch.full((16, 1), EOS)], 1)).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        unseen = torch.randint(52, VOCAB, (32, 6), generator=generator)  # ids never trained as targets
+        with torch.no_grad():
+            return model(input_ids=unseen, labels=torch.cat([unseen, torch.full((32, 1), EOS)], 1)).loss.item()
+
+    plain, copying = train(False), train(True)
+    assert copying < 0.5 * plain, (copying, plain)
+
+
 class TestBaseModel(HeadBehaviour):
     model_class = ForgeModel
     auto_class = AutoModel
@@ -472,10 +545,11 @@ def test_flash_attention_is_declared():
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def seq2seq():
+@pytest.fixture(scope="module", params=[False, True], ids=["lm_head", "copy_attention"])
+def seq2seq(request):
+    """Every generation test runs for the plain LM head and for the pointer-generator (copy_attention) one."""
     torch.manual_seed(0)
-    return ForgeForConditionalGeneration(tiny_config()).eval()
+    return ForgeForConditionalGeneration(tiny_config(copy_attention=request.param)).eval()
 
 
 GENERATION_MODES = {

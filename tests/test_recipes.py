@@ -119,9 +119,11 @@ def test_summarization_end_to_end(tmp_path, tokenizer_dir):
         COMMON + _files("summarization", n_eval=4) + [
             "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--max_source_length", "96",
             "--max_target_length", "32", "--val_max_target_length", "8", "--no_repeat_ngram_size", "2",
+            "--copy_attention", "true",
         ]
     )
-    _, results, rows = _check_outputs(out, AutoModelForSeq2SeqLM, "rougeL")
+    model, results, rows = _check_outputs(out, AutoModelForSeq2SeqLM, "rougeL")
+    assert model.config.copy_attention and model.copy_generator is not None  # the pointer-generator, reloaded
     assert {"eval_rouge1", "eval_rouge2", "eval_rougeLsum", "eval_gen_len"} <= set(results)
     assert rows[0]["id"].startswith(("train", "dev", "val", "sum")) or rows[0]["id"]
     _eval_only(summarization, out, tmp_path, "summarization", "rougeL", ["--val_max_target_length", "8"])

@@ -75,6 +75,7 @@ def bart_config_from_forge(config: PreTrainedConfig) -> BartConfig:
         "qa_lexical_match": (False, "BART's QA head has no vector for the tokens the question and context share"),
         "classifier_predicate_context": (False, "BART's token classifier is one linear layer"),
         "classifier_pooling": ("mean", "BART's sequence classifier reads the last </s> state"),
+        "copy_attention": (False, "BART's LM head is one linear layer over the vocabulary, with no copy distribution"),
     }
     for name, (allowed, why) in unsupported.items():
         value = getattr(config, name, None)

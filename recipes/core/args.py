@@ -416,6 +416,14 @@ class Seq2SeqDataArguments(DataArguments):
     no_repeat_ngram_size: int = field(
         default=0, metadata={"help": "Forbid repeating n-grams of this size in generated text (0: off)."}
     )
+    copy_attention: Optional[bool] = field(
+        default=None,
+        metadata={
+            "help": "A pointer-generator output layer (ForgeConfig.copy_attention, See et al. 2017): each step mixes "
+            "the vocabulary softmax with an attention over the source tokens, so the model can copy them. Default: "
+            "the model's own setting (off for a preset); pass true to add it to a pretrained start."
+        },
+    )
 
 
 @dataclass

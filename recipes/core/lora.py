@@ -57,9 +57,10 @@ def apply_lora(model: Any, model_args: Any) -> Any:
     if name not in _TASK_TYPES:
         raise ValueError(f"--use_lora supports {sorted(_TASK_TYPES)}, not {name}.")
     task_type, head = _TASK_TYPES[name]
-    # head options that add new modules (SRL's predicate context, QA's lexical-match vector) are trained in full too:
-    # frozen, they would stay at their random initialisation
-    head = head + [extra for extra in ("predicate_context", "lexical_match") if getattr(model, extra, None) is not None]
+    # options that add new modules (SRL's predicate context, QA's lexical-match vector, the seq2seq copy generator)
+    # are trained in full too: frozen, they would stay at their random initialisation
+    extras = ("predicate_context", "lexical_match", "copy_generator")
+    head = head + [extra for extra in extras if getattr(model, extra, None) is not None]
     if model_args.lora_r <= 0 or model_args.lora_alpha <= 0 or not 0.0 <= model_args.lora_dropout < 1.0:
         raise ValueError(
             f"LoRA needs --lora_r > 0, --lora_alpha > 0 and 0 <= --lora_dropout < 1 "

@@ -70,7 +70,7 @@ class Seq2SeqRecipe(TaskRecipe):
         target = getattr(data_args, "summary_column", None) or getattr(data_args, "target_lang")
         flag = "summary_column" if hasattr(data_args, "summary_column") else "target_lang"
         self.drop_unusable_labels(target, lambda v: isinstance(v, str), flag)
-        return {}
+        return self.forge_head_option("copy_attention", "copy_attention")
 
     def setup_model(self, model: Any, tokenizer: Any) -> None:
         configure_generation(model, self.data_args, self.training_args)
