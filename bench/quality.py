@@ -53,10 +53,12 @@ ARCH_NAMES = {"forge": "Forge", "bart": "BART"}
 # tasks trained from scratch on a tokenizer fitted to their own train split: (text columns, vocabulary size).
 # Translation: one joint German+English vocabulary (the pretraining tokenizer, fitted to English Wikipedia,
 # splits German into many short pieces); bench/results/sweep_translation.jsonl holds the comparison.
-TASK_TOKENIZERS: dict[str, tuple[list[str], int]] = {"translation": (["de", "en"], 8000)}
-# tasks whose own tokenizer is a lever to measure, not a default yet: --task_tokenizers sentiment summarization:8000
-TASK_TOKENIZER_COLUMNS: dict[str, list[str]] = {**{t: c for t, (c, _) in TASK_TOKENIZERS.items()}, "sentiment": ["text"],
-                                                "summarization": ["document", "summary"]}
+# DialogSum: an 8k vocabulary of its dialogues and summaries (37% more steps than the 16k pretraining tokenizer
+# in 30 minutes, bench/results/explore/README.md, session 15).
+TASK_TOKENIZERS: dict[str, tuple[list[str], int]] = {"translation": (["de", "en"], 8000),
+                                                      "summarization": (["document", "summary"], 8000)}
+# tasks whose own tokenizer is a lever to measure, not a default yet: --task_tokenizers translation sentiment
+TASK_TOKENIZER_COLUMNS: dict[str, list[str]] = {**{t: c for t, (c, _) in TASK_TOKENIZERS.items()}, "sentiment": ["text"]}
 
 
 def parse_task_tokenizers(values: list[str]) -> dict[str, int]:

@@ -105,11 +105,12 @@ def test_pretrained_folder_is_fine_tuned_without_tokenizer_or_pretraining_stage(
 
 
 def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(tmp_path, capsys):
-    """--task_tokenizers: true is translation's 8k default; task names (with a size) add others; false none."""
-    assert quality.parse(["--tasks", "sentiment"]).task_tokenizers == {"translation": 8000}
+    """--task_tokenizers: true is translation's and summarization's 8k defaults; task names (with a size) add
+    others; false none."""
+    assert quality.parse(["--tasks", "sentiment"]).task_tokenizers == {"translation": 8000, "summarization": 8000}
     assert quality.parse(["--task_tokenizers", "false"]).task_tokenizers == {}
     assert quality.parse(["--task_tokenizers", "true", "sentiment:4000"]).task_tokenizers == {
-        "translation": 8000, "sentiment": 4000}
+        "translation": 8000, "summarization": 8000, "sentiment": 4000}
     with pytest.raises(SystemExit, match="no text columns known for 'srl'"):
         quality.parse(["--task_tokenizers", "srl"])
     quality.Harness(quality.parse(["--from_scratch", "--tasks", "sentiment", "--architectures", "forge",

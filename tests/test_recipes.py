@@ -102,9 +102,11 @@ def test_translation_end_to_end(tmp_path, tokenizer_dir):
             "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--source_lang", "de", "--target_lang", "en",
             "--label_smoothing_factor", "0.1", "--num_beams", "2", "--length_penalty", "1.2",
             "--val_max_target_length", "8", "--max_source_length", "48", "--max_target_length", "48",
+            "--copy_attention", "true",
         ]
     )
     model, results, rows = _check_outputs(out, AutoModelForSeq2SeqLM, "bleu")
+    assert model.config.copy_attention and model.copy_generator is not None  # --copy_attention, reloaded
     assert "eval_chrf" in results and "eval_gen_len" in results
     assert {"source", "prediction", "reference"} <= set(rows[0])
     assert model.generation_config.num_beams == 2
@@ -119,11 +121,11 @@ def test_summarization_end_to_end(tmp_path, tokenizer_dir):
         COMMON + _files("summarization", n_eval=4) + [
             "--tokenizer_name", tokenizer_dir, "--output_dir", str(out), "--max_source_length", "96",
             "--max_target_length", "32", "--val_max_target_length", "8", "--no_repeat_ngram_size", "2",
-            "--copy_attention", "true",
         ]
     )
     model, results, rows = _check_outputs(out, AutoModelForSeq2SeqLM, "rougeL")
-    assert model.config.copy_attention and model.copy_generator is not None  # the pointer-generator, reloaded
+    # a model built from a preset copies source tokens, in post-norm layers (summarization's measured defaults)
+    assert model.config.copy_attention and model.copy_generator is not None and model.config.norm_position == "post"
     assert {"eval_rouge1", "eval_rouge2", "eval_rougeLsum", "eval_gen_len"} <= set(results)
     assert rows[0]["id"].startswith(("train", "dev", "val", "sum")) or rows[0]["id"]
     _eval_only(summarization, out, tmp_path, "summarization", "rougeL", ["--val_max_target_length", "8"])
