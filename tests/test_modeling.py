@@ -609,12 +609,13 @@ def test_incremental_decoding_equals_full_forward(seq2seq):
     with torch.no_grad():
         full = seq2seq(**inputs, decoder_input_ids=decoder_input_ids).logits
         encoder_outputs = seq2seq.get_encoder()(**inputs)
-        # Prefill two tokens, then one token at a time.
-        out = seq2seq(encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"],
-                      decoder_input_ids=decoder_input_ids[:, :2], use_cache=True)
+        # Prefill two tokens, then one token at a time (a copying model also needs the ids it copies from).
+        source = {"attention_mask": inputs["attention_mask"], "copy_source_ids": inputs["input_ids"]}
+        out = seq2seq(encoder_outputs=encoder_outputs, **source, decoder_input_ids=decoder_input_ids[:, :2],
+                      use_cache=True)
         cache, steps = out.cache, [out.logits]
         for t in range(2, decoder_input_ids.shape[1]):
-            out = seq2seq(encoder_outputs=encoder_outputs, attention_mask=inputs["attention_mask"],
+            out = seq2seq(encoder_outputs=encoder_outputs, **source,
                           decoder_input_ids=decoder_input_ids[:, t : t + 1], cache=cache, use_cache=True)
             steps.append(out.logits)
     assert isinstance(cache, EncoderDecoderCache) and cache.get_seq_length() == decoder_input_ids.shape[1]
