@@ -50,6 +50,11 @@ TASKS: dict[str, tuple[str, str, float, list[str]]] = {
     "srl": ("recipes.srl", "eval_f1", 55.0, ["--max_seq_length", "128"]),
 }
 ARCH_NAMES = {"forge": "Forge", "bart": "BART"}
+# a pretrained Forge start keeps its folder's config, so the head options that a scratch run gets from the recipe's
+# preset defaults (TaskSpec.preset_config_defaults: QA's lexical-match vector, summarization's copy head) are passed
+# as flags: the scratch and pretrained rows of a task then train the same head (the main job does the same)
+PRETRAINED_HEAD_FLAGS: dict[str, list[str]] = {"qa": ["--lexical_match", "true"],
+                                                "summarization": ["--copy_attention", "true"]}
 # tasks trained from scratch on a tokenizer fitted to their own train split: (text columns, vocabulary size).
 # Translation: one joint German+English vocabulary (the pretraining tokenizer, fitted to English Wikipedia,
 # splits German into many short pieces); bench/results/sweep_translation.jsonl holds the comparison.
@@ -302,6 +307,8 @@ class Harness:
         if base is None:
             tokenizer = self.task_tokenizer(task) or tokenizer
         start = ["--model_name_or_path", str(base)] if base is not None else ["--config_name", a.preset, "--tokenizer_name", str(tokenizer)]
+        if base is not None and architecture == "forge":
+            start += PRETRAINED_HEAD_FLAGS.get(task, [])
         command = [sys.executable, "-m", module, "--architecture", architecture, *start,
                    "--train_file", f"{a.data_dir}/{task}/train.jsonl", "--validation_file", f"{a.data_dir}/{task}/validation.jsonl",
                    "--do_train", "--do_eval", "--num_train_epochs", "1000", "--max_train_minutes", str(a.finetune_minutes),

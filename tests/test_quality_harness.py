@@ -104,6 +104,20 @@ def test_pretrained_folder_is_fine_tuned_without_tokenizer_or_pretraining_stage(
         quality.parse(["--pretrained", str(folder)])  # two architectures cannot share one pretrained folder
 
 
+def test_pretrained_start_gets_the_head_options_a_scratch_run_gets_from_its_preset(tmp_path, capsys):
+    """QA's lexical-match vector and summarization's copy head are preset defaults of the recipes; a pretrained
+    folder keeps its own config, so the harness passes them as flags and both rows of a task train the same head."""
+    folder = tmp_path / "pretrained-forge"
+    quality.Harness(quality.parse(["--pretrained", str(folder), "--architectures", "forge", "--tasks", "qa",
+                                   "summarization", "sentiment", "--runs_dir", str(tmp_path),
+                                   "--results", str(tmp_path / "r.jsonl"), "--dry_run"])).run()
+    lines = {line.split(":")[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("[run ]")}
+    assert " --lexical_match true " in lines["[run ] finetune-pretrained/qa/forge/seed42"]
+    assert " --copy_attention true " in lines["[run ] finetune-pretrained/summarization/forge/seed42"]
+    assert "--lexical_match" not in lines["[run ] finetune-pretrained/sentiment/forge/seed42"]
+    assert "--copy_attention" not in lines["[run ] finetune-pretrained/sentiment/forge/seed42"]
+
+
 def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(tmp_path, capsys):
     """--task_tokenizers: true is translation's and summarization's 8k defaults; task names (with a size) add
     others; false none."""
