@@ -92,6 +92,42 @@ def test_recipe_training_defaults_apply_unless_given(tmp_path):
         with_defaults(ForgeTrainingArguments, (("not_a_field", 1),))
 
 
+def test_recipe_data_defaults_apply_unless_given(tmp_path):
+    """TaskSpec.data_defaults (summarization's generation settings) are the task's data-argument defaults; another
+    seq2seq task keeps the shared ones, a flag wins, and the model's saved generation config carries them."""
+    import contextlib
+    import io
+
+    from model_tester import tiny_config
+    from recipes.core.args import SummarizationDataArguments, build_parser
+    from recipes.core.driver import task_argument_types
+    from recipes.core.registry import get_task
+    from recipes.core.seq2seq import configure_generation
+
+    spec = get_task("summarization")
+    defaults = dict(spec.data_defaults)
+    assert defaults.get("no_repeat_ngram_size", 0) > 0, "stops the loops of an undertrained summariser"
+    types = task_argument_types(spec)
+    _, data_args, training_args = parse_args(*types, args=["--output_dir", str(tmp_path)])
+    assert type(data_args) is SummarizationDataArguments
+    for name, value in defaults.items():
+        assert getattr(data_args, name) == value, name
+    _, data_args, _ = parse_args(*types, args=["--output_dir", str(tmp_path), "--no_repeat_ngram_size", "0"])
+    assert data_args.no_repeat_ngram_size == 0
+    _, translation_data, _ = parse_args(*task_argument_types(get_task("translation")), args=["--output_dir", "o"])
+    for name in defaults:  # not measured for translation: the shared defaults
+        assert getattr(translation_data, name) == SummarizationDataArguments.__dataclass_fields__[name].default
+    model = modeling.ForgeForConditionalGeneration(tiny_config())
+    _, data_args, training_args = parse_args(*types, args=["--output_dir", str(tmp_path)])
+    configure_generation(model, data_args, training_args)
+    for name, value in defaults.items():
+        assert getattr(model.generation_config, name) == value, name
+    help_text = io.StringIO()
+    with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
+        build_parser(*types).parse_args(["--help"])
+    assert f"(this recipe's default: {defaults['no_repeat_ngram_size']})" in " ".join(help_text.getvalue().split())
+
+
 def test_given_fields_counts_what_the_user_wrote(tmp_path):
     """A run-dependent default must not replace a value the user chose, even one equal to the plain default."""
     from recipes.core.args import given_fields

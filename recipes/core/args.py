@@ -616,11 +616,12 @@ class ForgeSeq2SeqTrainingArguments(ForgeRunArguments, Seq2SeqTrainingArguments)
 @functools.cache
 def with_defaults(base: type, defaults: tuple[tuple[str, Any], ...],
                   pretrained: tuple[tuple[str, Any], ...] = ()) -> type:
-    """``base`` (a TrainingArguments dataclass) with other default values: a task recipe's own defaults.
+    """``base`` (an arguments dataclass) with other default values: a task recipe's own defaults.
 
     The task's :class:`~recipes.core.registry.TaskSpec` lists them (``training_defaults``): the settings that
     reached the best quality per CPU-minute in bench/results/ (a from-scratch transformer wants a far higher
-    learning rate than transformers' 5e-5, meant for fine-tuning large pretrained models). A flag or a config
+    learning rate than transformers' 5e-5, meant for fine-tuning large pretrained models); ``data_defaults`` do the
+    same for the task's data arguments (summarization's generation settings). A flag or a config
     file key still wins; ``--help`` shows each recipe default. A dataclass subclass (as transformers'
     Seq2SeqTrainingArguments is of TrainingArguments) keeps every field, check and JSON export of ``base``.
 

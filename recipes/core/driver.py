@@ -135,7 +135,7 @@ class TaskRecipe:
 def task_argument_types(spec: TaskSpec) -> tuple[type, type, type]:
     """The dataclasses a task recipe's command line is parsed into: model, the task's data, the Trainer's."""
     training = with_defaults(spec.recipe.training_args_class, spec.training_defaults, spec.pretrained_training_defaults)
-    return ModelArguments, spec.data_args_class, training
+    return ModelArguments, with_defaults(spec.data_args_class, spec.data_defaults), training
 
 
 def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:

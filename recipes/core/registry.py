@@ -91,6 +91,8 @@ class TaskSpec:
     training_defaults: tuple[tuple[str, Any], ...] = ()
     # the same for a run that fine-tunes --model_name_or_path (a pretrained model), where they differ; flags win
     pretrained_training_defaults: tuple[tuple[str, Any], ...] = ()
+    # the same for the task's data arguments (``data_args_class``): e.g. summarization's generation settings
+    data_defaults: tuple[tuple[str, Any], ...] = ()
     # ForgeConfig fields of a model built from a preset name (--config_name forge-small: training from scratch),
     # measured in bench/results/ (README); --config_overrides wins, a config folder or a pretrained model is untouched
     preset_config_defaults: tuple[tuple[str, Any], ...] = ()
