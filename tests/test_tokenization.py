@@ -420,6 +420,36 @@ def test_train_main_on_column_formats(small_corpus, tmp_path, suffix):
     assert ForgeTokenizer.from_pretrained(out)(text)["input_ids"] == tok(text)["input_ids"]
 
 
+def test_train_added_tokens_stay_whole_within_the_vocabulary_size(shared_data, tmp_path):
+    """--added_tokens: DialogSum's speaker tags become one ordinary token each (the pre-tokenizer would cut
+    "#Person1#" into four), inside --vocab_size; slow and fast agree, decoding keeps the text, a saved folder keeps them."""
+    corpus = tmp_path / "dialogues.jsonl"
+    with open(shared_data / "summarization" / "train.jsonl", encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in itertools.islice(handle, 300)]
+    corpus.write_text("".join(json.dumps({"document": r["document"]}) + "\n" for r in rows))
+    tags = ["#Person1#", "#Person2#"]
+    out = tmp_path / "tok"
+    tok = train_main(["--train_file", str(corpus), "--text_column", "document", "--vocab_size", "1000",
+                      "--output_dir", str(out), "--no_progress", "--added_tokens", *tags])
+    assert len(tok) == 1000
+    text = "#Person1#: Are you free?\n#Person2#: Yes. #Person1# asks #Person2# out;#Person2#."
+    plain = train_tokenizer([r["document"] for r in rows], vocab_size=1000, show_progress=False)
+    assert plain.tokenize(" #Person2#")[-3:] == ["Person", "2", "#"]
+    pieces = tok.tokenize(text)
+    assert pieces.count("#Person1#") == 2 and pieces.count("#Person2#") == 3 and "Person" not in pieces
+    ids = tok(text)["input_ids"]
+    assert len(ids) < len(plain(text)["input_ids"])
+    assert tok.decode(ids, skip_special_tokens=True) == text  # ordinary tokens: kept when specials are skipped
+    for cls in (ForgeTokenizerFast, ForgeTokenizer, AutoTokenizer):
+        again = cls.from_pretrained(out)
+        assert again(text)["input_ids"] == ids, cls
+        assert again.decode(ids, skip_special_tokens=True) == text, cls
+    with pytest.raises(ValueError, match="printable ASCII without spaces"):
+        train_main(["--train_file", str(corpus), "--text_column", "document", "--vocab_size", "1000",
+                    "--output_dir", str(tmp_path / "bad"), "--no_progress", "--added_tokens", "#Person 1#"])
+    assert not (tmp_path / "bad").exists()  # refused before training, nothing written
+
+
 def test_train_cli_on_txt_refuses_overwrite(small_corpus, tmp_path):
     out = tmp_path / "tok"
     cmd = [sys.executable, "-m", "tokenization.train", "--train_file", str(small_corpus["txt"]),

@@ -29,12 +29,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .tokenization_forge import DEFAULT_NUM_SENTINELS
 from .tokenization_forge_fast import ForgeTokenizerFast
+from .utils import add_task_tokens, check_task_tokens
 
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def train_tokenizer(
     min_frequency: int = 2,
     show_progress: bool = True,
     length: int | None = None,
+    added_tokens: Sequence[str] = (),
 ) -> ForgeTokenizerFast:
     """Train a :class:`ForgeTokenizerFast` from scratch on ``texts``.
 
@@ -60,13 +62,23 @@ def train_tokenizer(
         min_frequency: a pair must occur at least this often to be merged.
         show_progress: the ``tokenizers`` progress bar.
         length: number of items in ``texts``, if known (for the progress bar).
+        added_tokens: strings kept whole, one token each (ordinary tokens: decoded, never skipped as special), e.g.
+            DialogSum's speaker tags ``#Person1#``, which the pre-tokenizer would otherwise cut into ``#``,
+            ``Person``, ``1``, ``#`` before BPE sees them. Printable ASCII without spaces; they take the last ids,
+            and BPE learns ``vocab_size - len(added_tokens)`` entries, so the total stays ``vocab_size``.
     """
     if num_sentinels < 0:
         raise ValueError(f"num_sentinels must be >= 0, got {num_sentinels}")
+    added = list(dict.fromkeys(added_tokens))
+    check_task_tokens(added)  # before a long training run, not after it
     blank = ForgeTokenizerFast(num_sentinels=num_sentinels)
-    return blank.train_new_from_iterator(
-        _batched(texts), vocab_size=vocab_size, length=length, min_frequency=min_frequency, show_progress=show_progress
+    tokenizer = blank.train_new_from_iterator(
+        _batched(texts), vocab_size=vocab_size - len(added), length=length, min_frequency=min_frequency,
+        show_progress=show_progress,
     )
+    if added:
+        add_task_tokens(tokenizer, None, added, special=False)
+    return tokenizer
 
 
 def _batched(texts: Iterable, size: int = 1000) -> Iterator[list[str]]:
@@ -232,6 +244,12 @@ class TrainTokenizerArguments:
         default=False, metadata={"help": "Overwrite a tokenizer already in --output_dir."}
     )
     no_progress: bool = field(default=False, metadata={"help": "Hide the progress bar."})
+    added_tokens: list[str] | None = field(
+        default=None,
+        metadata={"help": "Strings kept whole as one ordinary token each, e.g. `--added_tokens '#Person1#' "
+                  "'#Person2#'` (DialogSum's speaker tags, which the pre-tokenizer would cut into four pieces each). "
+                  "Printable ASCII without spaces; they count toward --vocab_size."},
+    )
     scrub_pii: bool = field(
         default=False,
         metadata={"help": "Replace e-mail addresses, phone numbers, URLs, card and ID numbers in the corpus with "
@@ -297,7 +315,7 @@ def main(argv: list[str] | None = None) -> ForgeTokenizerFast:
     logger.info("training a %d-token vocabulary (%d sentinels)", args.vocab_size, args.num_sentinels)
     tokenizer = train_tokenizer(
         texts, vocab_size=args.vocab_size, num_sentinels=args.num_sentinels,
-        min_frequency=args.min_frequency, show_progress=not args.no_progress,
+        min_frequency=args.min_frequency, show_progress=not args.no_progress, added_tokens=args.added_tokens or (),
     )
     if len(tokenizer) < args.vocab_size:
         logger.warning("the corpus only supports %d tokens (asked for %d)", len(tokenizer), args.vocab_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from tokenizers import AddedToken
@@ -10,6 +11,16 @@ from transformers.utils import logging as hf_logging
 
 
 logger = logging.getLogger(__name__)
+
+
+def check_task_tokens(tokens: Sequence[str]) -> None:
+    """Refuse a token :func:`add_task_tokens` cannot add losslessly (``ValueError`` naming it)."""
+    for token in tokens:
+        if not token or not token.isascii() or not token.isprintable() or " " in token:
+            raise ValueError(
+                f"task token {token!r} must be non-empty printable ASCII without spaces: the byte-level decoder "
+                "maps characters of added tokens through the byte alphabet, which garbles anything else"
+            )
 
 
 def add_task_tokens(tokenizer: Any, model: Any | None, tokens: list[str], special: bool = True) -> list[int]:
@@ -34,12 +45,7 @@ def add_task_tokens(tokenizer: Any, model: Any | None, tokens: list[str], specia
     Example:
         >>> pred_open, pred_close = add_task_tokens(tokenizer, model, ["<pred>", "</pred>"])
     """
-    for token in tokens:
-        if not token or not token.isascii() or not token.isprintable() or " " in token:
-            raise ValueError(
-                f"task token {token!r} must be non-empty printable ASCII without spaces: the byte-level decoder "
-                "maps characters of added tokens through the byte alphabet, which garbles anything else"
-            )
+    check_task_tokens(tokens)
     vocab = tokenizer.get_vocab()
     new = [t for t in dict.fromkeys(tokens) if t not in vocab]
     if new:
