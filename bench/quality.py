@@ -276,10 +276,14 @@ class Harness:
             return None
         columns, vocab_size = TASK_TOKENIZER_COLUMNS[task], self.args.task_tokenizers[task]
         default = TASK_TOKENIZERS.get(task, ([], None))[1]  # the default size keeps the folder name of earlier runs
-        folder = self.runs / (f"tokenizer-{task}" if vocab_size == default else f"tokenizer-{task}-{vocab_size}")
+        name = f"tokenizer-{task}" if vocab_size == default else f"tokenizer-{task}-{vocab_size}"
+        added = self.args.added_tokens.get(task, [])
+        folder = self.runs / (f"{name}-added{len(added)}" if added else name)
         command = [sys.executable, "-m", "tokenization.train", "--train_file", f"{self.args.data_dir}/{task}/train.jsonl",
                    "--text_columns", *columns, "--vocab_size", str(min(vocab_size, self.args.vocab_size)),
                    "--output_dir", str(folder), "--no_progress", "true", "--overwrite_output_dir", "true"]
+        if added:
+            command += ["--added_tokens", *added]
         self.execute(f"tokenizer/{task}/any/seed0", command, folder, {"stage": "tokenizer", "task": task})
         return folder
 
@@ -461,6 +465,9 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="scratch runs of these tasks use a tokenizer trained on the task's train split: true "
                         "(default: " + ", ".join(f"{t} {n}" for t, (_, n) in TASK_TOKENIZERS.items()) + "), false, "
                         "or task names with an optional vocabulary size (" + ", ".join(TASK_TOKENIZER_COLUMNS) + ")")
+    parser.add_argument("--added_tokens", nargs="+", default=[], metavar="TASK:TOKEN",
+                        help="strings a task tokenizer keeps whole (tokenization.train --added_tokens), e.g. "
+                        "summarization:#Person1# summarization:#Person2#")
     parser.add_argument("--pretrain_minutes", type=float, default=60.0)
     parser.add_argument("--pretrain_mix", nargs="*", default=["translation:de"], metavar="TASK:COLUMN",
                         help="task text added to the pretraining corpus and its tokenizer (default: translation's "
@@ -492,6 +499,14 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="seconds-long end-to-end check: sample data, forge-tiny, tiny budgets and slices")
     args = parser.parse_args(argv)
     args.task_tokenizers = parse_task_tokenizers(args.task_tokenizers)
+    added: dict[str, list[str]] = {}
+    for item in args.added_tokens:
+        task, sep, token = item.partition(":")
+        if not sep or not token or task not in args.task_tokenizers:
+            parser.error(f"--added_tokens {item!r}: write TASK:TOKEN for a task with a tokenizer of its own "
+                         f"(--task_tokenizers: {', '.join(args.task_tokenizers) or 'none'})")
+        added.setdefault(task, []).append(token)
+    args.added_tokens = added
     if args.pretrained and (args.from_scratch or len(args.architectures) != 1):
         parser.error("--pretrained FOLDER fine-tunes that one model: give one --architectures and no --from_scratch")
     if args.smoke:

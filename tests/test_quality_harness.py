@@ -136,6 +136,16 @@ def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(
                                                       "[run ] finetune-scratch/sentiment/forge/seed42"]
     assert "--text_columns text --vocab_size 4000" in lines[0] and "sentiment/train.jsonl" in lines[0]
     assert f"--tokenizer_name {tmp_path / 'tokenizer-sentiment-4000'} " in lines[1]
+    # --added_tokens: the task tokenizer keeps those strings whole, in a folder of its own
+    quality.Harness(quality.parse(["--from_scratch", "--tasks", "summarization", "--architectures", "forge",
+                                   "--added_tokens", "summarization:#Person1#", "summarization:#Person2#",
+                                   "--runs_dir", str(tmp_path), "--results", str(tmp_path / "a.jsonl"),
+                                   "--dry_run"])).run()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[run ]")]
+    assert "--added_tokens '#Person1#' '#Person2#'" in lines[0]
+    assert f"--tokenizer_name {tmp_path / 'tokenizer-summarization-added2'} " in lines[1]
+    with pytest.raises(SystemExit):
+        quality.parse(["--added_tokens", "sentiment:#x#"])  # no tokenizer of its own for sentiment
 
 
 def test_a_run_folder_or_record_of_another_command_is_refused_not_reused(tmp_path):
