@@ -148,6 +148,27 @@ def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(
         quality.parse(["--added_tokens", "sentiment:#x#"])  # no tokenizer of its own for sentiment
 
 
+def test_qa_scratch_runs_start_from_glove_rows_unless_told_not_to(tmp_path, capsys):
+    """--task_word_vectors: SQuAD scratch runs (Forge and BART alike) get --init_embeddings with the GloVe file under
+    --data_dir by default; false removes it; a pretrained start never gets it; a missing file is refused up front."""
+    def commands(*extra):
+        quality.Harness(quality.parse(["--from_scratch", "--tasks", "qa", "sentiment", "--runs_dir", str(tmp_path),
+                                       "--results", str(tmp_path / f"r{len(extra)}.jsonl"), "--dry_run", *extra])).run()
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("[run ] finetune")]
+
+    glove = str(Path(quality.parse([]).data_dir) / quality.TASK_WORD_VECTORS["qa"])
+    lines = commands()
+    assert len(lines) == 4  # qa and sentiment, forge and bart
+    assert all((f"--init_embeddings {glove}" in line) == ("/qa/" in line) for line in lines), lines
+    assert not any("--init_embeddings" in line for line in commands("--task_word_vectors", "false"))
+    quality.Harness(quality.parse(["--pretrained", str(tmp_path / "p"), "--architectures", "forge", "--tasks", "qa",
+                                   "--runs_dir", str(tmp_path), "--results", str(tmp_path / "p.jsonl"),
+                                   "--dry_run"])).run()
+    assert "--init_embeddings" not in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        quality.parse(["--tasks", "qa", "--data_dir", str(tmp_path)])  # no wordvectors/ there
+
+
 def test_a_run_folder_or_record_of_another_command_is_refused_not_reused(tmp_path):
     """Two experiments in one --runs_dir (here: another tokenizer) must not share a run folder: the second would be
     recorded with the first one's result (a finished folder is recovered) or resume its checkpoints."""
