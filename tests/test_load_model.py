@@ -74,17 +74,19 @@ def test_task_preset_defaults_apply_to_a_preset_only_and_config_overrides_win(tm
 
 
 def test_srl_builds_rotary_forge_and_leaves_the_bart_control_its_learned_positions(tokenizer):
-    """SRL's preset default (rotary positions) is Forge's; the BART control, which cannot mirror rotary
-    positions, is built as before instead of refused."""
+    """SRL's preset defaults (rotary positions, BiLSTM mixers, the predicate context) are Forge's; the BART control,
+    which cannot mirror them, is built as before instead of refused."""
     from transformers import AutoModelForTokenClassification
 
     from recipes.core.registry import get_task
 
     defaults = dict(get_task("srl").preset_config_defaults)
-    assert defaults == {"position_embedding_type": "rotary"}
+    assert defaults == {"position_embedding_type": "rotary", "encoder_mixer": "recurrent", "recurrent_cell": "lstm",
+                        "classifier_predicate_context": True}
     forge = load_model(ModelArguments(config_name="forge-tiny"), AutoModelForTokenClassification, tokenizer,
                        preset_defaults=defaults, num_labels=3)
-    assert forge.config.position_embedding_type == "rotary"
+    assert forge.config.position_embedding_type == "rotary" and forge.config.classifier_predicate_context
+    assert {type(layer.mixer).__name__ for layer in forge.model.encoder.layers} == {"ForgeRecurrent"}
     bart = load_model(ModelArguments(config_name="forge-tiny", architecture="bart"), AutoModelForTokenClassification,
                       tokenizer, preset_defaults=defaults, num_labels=3)
     assert bart.config.model_type == "bart" and bart.config.num_labels == 3

@@ -542,7 +542,8 @@ class SRLDataArguments(DataArguments):
         default=None,
         metadata={
             "help": "Join each token's state with the predicate's before the classifier (ForgeConfig."
-            "classifier_predicate_context). Default: off for a new head; a fine-tuned SRL folder keeps its own."
+            "classifier_predicate_context). Default: on for a model the recipe builds from a preset (its measured "
+            "default), off for a new head on a pretrained start; a fine-tuned SRL folder keeps its own."
         },
     )
 
