@@ -319,6 +319,9 @@ class Harness:
         if base is not None and architecture == "forge":
             start += PRETRAINED_HEAD_FLAGS.get(task, [])
         if base is None and task in a.task_word_vectors:
+            if not Path(a.task_word_vectors[task]).is_file():
+                raise SystemExit(f"--task_word_vectors: {a.task_word_vectors[task]} (the {task} runs' word vectors) does "
+                                 "not exist; pass --task_word_vectors false to train those rows from random values")
             start += ["--init_embeddings", a.task_word_vectors[task]]
         command = [sys.executable, "-m", module, "--architecture", architecture, *start,
                    "--train_file", f"{a.data_dir}/{task}/train.jsonl", "--validation_file", f"{a.data_dir}/{task}/validation.jsonl",
@@ -518,10 +521,6 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
             if value not in TASKS:
                 parser.error(f"--task_word_vectors {value!r}: not a task ({', '.join(TASKS)}), true or false")
             vectors[value] = str(Path(args.data_dir) / next(iter(TASK_WORD_VECTORS.values())))
-    for task, path in vectors.items():
-        if task in args.tasks and not Path(path).is_file():
-            parser.error(f"--task_word_vectors: {path} (the {task} runs' word vectors) does not exist; pass "
-                         f"--task_word_vectors false to train those rows from random values")
     args.task_word_vectors = vectors
     added: dict[str, list[str]] = {}
     for item in args.added_tokens:

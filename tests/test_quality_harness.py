@@ -165,8 +165,11 @@ def test_qa_scratch_runs_start_from_glove_rows_unless_told_not_to(tmp_path, caps
                                    "--runs_dir", str(tmp_path), "--results", str(tmp_path / "p.jsonl"),
                                    "--dry_run"])).run()
     assert "--init_embeddings" not in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        quality.parse(["--tasks", "qa", "--data_dir", str(tmp_path)])  # no wordvectors/ there
+    missing = quality.Harness(quality.parse(["--from_scratch", "--tasks", "qa", "--data_dir", str(tmp_path / "none"),
+                                             "--runs_dir", str(tmp_path / "m"), "--results", str(tmp_path / "m.jsonl"),
+                                             "--dry_run"]))
+    with pytest.raises(SystemExit, match="--task_word_vectors false"):  # no wordvectors/ there
+        missing.finetune("qa", "forge", 42, None, tmp_path / "tokenizer")
 
 
 def test_a_run_folder_or_record_of_another_command_is_refused_not_reused(tmp_path):

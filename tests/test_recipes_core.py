@@ -118,10 +118,16 @@ def test_recipe_data_defaults_apply_unless_given(tmp_path):
     for name in defaults:  # not measured for translation: the shared defaults
         assert getattr(translation_data, name) == SummarizationDataArguments.__dataclass_fields__[name].default
     model = modeling.ForgeForConditionalGeneration(tiny_config())
-    _, data_args, training_args = parse_args(*types, args=["--output_dir", str(tmp_path)])
+    _, data_args, training_args = parse_args(*types, args=["--output_dir", str(tmp_path), "--num_beams", "4"])
     configure_generation(model, data_args, training_args)
     for name, value in defaults.items():
         assert getattr(model.generation_config, name) == value, name
+    model.generation_config.save_pretrained(tmp_path / "beams")
+    # greedy decoding has no length penalty: transformers would refuse to save a config that sets one
+    _, data_args, training_args = parse_args(*types, args=["--output_dir", str(tmp_path), "--num_beams", "1"])
+    configure_generation(model, data_args, training_args)
+    assert model.generation_config.length_penalty == 1.0
+    model.generation_config.save_pretrained(tmp_path / "greedy")
     help_text = io.StringIO()
     with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
         build_parser(*types).parse_args(["--help"])

@@ -41,7 +41,8 @@ def configure_generation(model: Any, data_args: Any, training_args: Any) -> None
     config = model.generation_config
     config.max_length = max_length
     config.num_beams = num_beams
-    config.length_penalty = data_args.length_penalty
+    # only beam search reads it, and transformers refuses to save a config that sets it for greedy decoding
+    config.length_penalty = data_args.length_penalty if num_beams > 1 else 1.0
     config.no_repeat_ngram_size = data_args.no_repeat_ngram_size
     config.min_length = getattr(data_args, "min_target_length", 0) or 0
     config.early_stopping = num_beams > 1
