@@ -88,6 +88,19 @@ def parse_task_tokenizers(values: list[str]) -> dict[str, int]:
     return chosen
 
 
+def parse_task_word_vectors(values: list[str], data_dir: Path) -> dict[str, str]:
+    """``--task_word_vectors`` values -> {task: vector file}: true (the default set), false/none, or task names."""
+    chosen: dict[str, str] = {}
+    for value in values:
+        if value.lower() in ("1", "true", "yes"):
+            chosen.update({t: str(data_dir / p) for t, p in TASK_WORD_VECTORS.items()})
+        elif value.lower() not in ("0", "false", "no", "none"):
+            if value not in TASKS:
+                raise SystemExit(f"--task_word_vectors {value!r}: not a task ({', '.join(TASKS)}), true or false")
+            chosen[value] = str(data_dir / next(iter(TASK_WORD_VECTORS.values())))
+    return chosen
+
+
 def git_commit() -> str:
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
@@ -513,15 +526,7 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="seconds-long end-to-end check: sample data, forge-tiny, tiny budgets and slices")
     args = parser.parse_args(argv)
     args.task_tokenizers = parse_task_tokenizers(args.task_tokenizers)
-    vectors: dict[str, str] = {}
-    for value in args.task_word_vectors:
-        if value.lower() in ("1", "true", "yes"):
-            vectors.update({t: str(Path(args.data_dir) / p) for t, p in TASK_WORD_VECTORS.items()})
-        elif value.lower() not in ("0", "false", "no", "none"):
-            if value not in TASKS:
-                parser.error(f"--task_word_vectors {value!r}: not a task ({', '.join(TASKS)}), true or false")
-            vectors[value] = str(Path(args.data_dir) / next(iter(TASK_WORD_VECTORS.values())))
-    args.task_word_vectors = vectors
+    args.task_word_vectors = parse_task_word_vectors(args.task_word_vectors, Path(args.data_dir))
     added: dict[str, list[str]] = {}
     for item in args.added_tokens:
         task, sep, token = item.partition(":")
