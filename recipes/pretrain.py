@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import datasets
+import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from .core.layout import modeling, module_name, tokenization  # importing modeling registers Forge with the Auto classes
@@ -42,7 +43,7 @@ from .core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from .core.data import check_not_empty, load_raw_datasets, select_samples
 from .core.distributed import gathered_model
 from .core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
-from .core.mfu import pretraining_mfu
+from .core.mfu import ThroughputCallback, pretraining_flops_per_sample, pretraining_mfu
 from .core.safety import (
     check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
 )
@@ -354,9 +355,14 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         pad_to_multiple_of=data_args.collator_pad_multiple(training_args),
     )
     collator.sentinels_for(data_args.block_size)  # fail now, not at step 1, when sentinels are missing
-    callbacks = build_callbacks(training_args, task=HUB_TASK) + [SpanCorruptionEpochCallback(collator)] + list(
-        callbacks or []
+    # tokens/s and (on a GPU of known peak) MFU in every training log, next to the loss
+    throughput = ThroughputCallback(
+        pretraining_flops_per_sample(model.config, data_args), data_args.block_size,
+        torch.cuda.get_device_name(training_args.device) if training_args.device.type == "cuda" else None,
     )
+    callbacks = build_callbacks(training_args, task=HUB_TASK) + [
+        SpanCorruptionEpochCallback(collator), throughput
+    ] + list(callbacks or [])
     trainer = trainer_class(training_args, "pretraining", base=ForgeTrainer)(  # refuses --dp_epsilon
         model=model, args=training_args, train_dataset=train_dataset, eval_dataset=eval_dataset,
         processing_class=tokenizer, data_collator=collator, callbacks=callbacks,
@@ -379,6 +385,11 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         )
         if train_mfu is not None:  # GPUs of known peak only; None on CPU
             metrics["train_mfu"] = train_mfu
+        # the same from the first training log to the last: start-up, compilation and warm-up left out
+        steady = throughput.steady(training_args)
+        for key in ("corpus_tokens_per_second", "mfu"):
+            if key in steady:
+                metrics[f"train_{key}_steady"] = steady[key]
     if eval_dataset is not None:
         last = next((h for h in reversed(trainer.state.log_history) if "eval_loss" in h), None)
         if last is not None and last.get("step") == trainer.state.global_step:

@@ -134,6 +134,10 @@ def test_end_to_end_writes_a_loadable_generating_folder(corpus, shared_data, tmp
     assert "coverage" in card and "4 optimizer steps" in card
     checkpoint = out / "checkpoint-4"
     assert (checkpoint / "modeling_forge.py").is_file() and (checkpoint / "tokenizer.json").is_file()
+    # every training log carries the throughput of its interval next to the loss (MFU only on a GPU of known peak)
+    logs = [h for h in json.loads((checkpoint / "trainer_state.json").read_text())["log_history"] if "loss" in h]
+    assert len(logs) == 4 and all(h["corpus_tokens_per_second"] > 0 and "mfu" not in h for h in logs)
+    assert metrics["train_corpus_tokens_per_second_steady"] > 0 and "train_mfu_steady" not in metrics
 
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = AutoModelForSeq2SeqLM.from_pretrained(out)

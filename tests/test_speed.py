@@ -9,7 +9,7 @@ from model_tester import tiny_config
 
 from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration
 from recipes.core.callbacks import _first_non_finite_parameter
-from recipes.core.mfu import mfu, peak_flops, train_flops
+from recipes.core.mfu import ThroughputCallback, mfu, peak_flops, train_flops
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -56,6 +56,33 @@ def test_train_flops_is_6_x_matmul_parameters_per_token_plus_attention():
 def test_mfu_is_flops_times_rate_over_peak():
     # 1 TFLOP per sample at 494.5 samples/s on an H200 (989 TFLOP/s) is half the peak.
     assert mfu(1e12, 494.5, "NVIDIA H200") == pytest.approx(0.5)
+
+
+def test_throughput_callback_reports_each_interval_and_the_steady_state(monkeypatch):
+    """Per-log figures cover the steps since the previous log only; MFU per device on a GPU of known peak;
+    ``steady`` spans the first log to the last (the warm-up interval left out)."""
+    from types import SimpleNamespace
+
+    import recipes.core.mfu as mfu_module
+
+    clock = [100.0]
+    monkeypatch.setattr(mfu_module.time, "perf_counter", lambda: clock[0])
+    args = SimpleNamespace(train_batch_size=8, gradient_accumulation_steps=2, n_gpu=1)  # 16 blocks per step
+    state = SimpleNamespace(global_step=0)
+    meter = ThroughputCallback(flops_per_sample=1e12, tokens_per_sample=512, device_name="NVIDIA H200")
+    assert meter.training_log_values(args, state) == {}  # before training began
+    meter.on_train_begin(args, state, None)
+    clock[0], state.global_step = 110.0, 10  # warm-up: 160 blocks in 10 s
+    first = meter.training_log_values(args, state)
+    assert first["samples_per_second"] == 16.0 and first["corpus_tokens_per_second"] == 16.0 * 512
+    assert first["mfu"] == pytest.approx(16e12 / 989e12, abs=1e-4)
+    clock[0], state.global_step = 112.0, 20  # steady: 160 blocks in 2 s
+    assert meter.training_log_values(args, state)["samples_per_second"] == 80.0
+    clock[0], state.global_step = 114.0, 30
+    meter.training_log_values(args, state)
+    steady = meter.steady(args)
+    assert steady["samples_per_second"] == 80.0 and steady["mfu"] == pytest.approx(80e12 / 989e12, abs=1e-4)
+    assert "mfu" not in ThroughputCallback(1e12, 512, device_name=None)._rates(args, (0.0, 0), (1.0, 1))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -9,9 +9,14 @@ recomputation under gradient checkpointing does not raise the figure).
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
-__all__ = ["PEAK_BF16_TFLOPS", "mixing_flops", "train_flops", "peak_flops", "mfu", "pretraining_mfu"]
+from transformers import TrainerCallback
+
+__all__ = [
+    "PEAK_BF16_TFLOPS", "mixing_flops", "train_flops", "peak_flops", "mfu", "pretraining_mfu", "ThroughputCallback",
+]
 
 # Dense (no structured sparsity) bf16 tensor-core peaks in TFLOP/s, from NVIDIA's data sheets, which quote the
 # sparse figure with an asterisk: the dense one is half of it. More specific names come first (matched in order,
@@ -86,6 +91,14 @@ def mfu(flops_per_sample: float, samples_per_second: float, device_name: Optiona
     return flops_per_sample * samples_per_second / peak
 
 
+def pretraining_flops_per_sample(config, data_args) -> float:
+    """Model FLOPs of training on one span-corruption block (its source and target lengths after corruption)."""
+    from .pretraining import corrupted_lengths
+
+    src, tgt = corrupted_lengths(data_args.block_size, data_args.noise_density, data_args.mean_noise_span_length)
+    return train_flops(config, 1, src, tgt)
+
+
 def pretraining_mfu(config, data_args, samples_per_second: float, world_size: int = 1) -> Optional[float]:
     """MFU of a span-corruption pretraining run: a sample is one block, whose source and target lengths after
     corruption give the FLOPs; ``samples_per_second`` is the Trainer's (all processes together), so the per-GPU
@@ -94,8 +107,68 @@ def pretraining_mfu(config, data_args, samples_per_second: float, world_size: in
 
     if not torch.cuda.is_available():
         return None
-    from .pretraining import corrupted_lengths
-
-    src, tgt = corrupted_lengths(data_args.block_size, data_args.noise_density, data_args.mean_noise_span_length)
-    per_sample = train_flops(config, 1, src, tgt)
+    per_sample = pretraining_flops_per_sample(config, data_args)
     return mfu(per_sample, samples_per_second / max(1, world_size), torch.cuda.get_device_name())
+
+
+class ThroughputCallback(TrainerCallback):
+    """Throughput of the steps since the previous training log, added to that log: ``samples_per_second`` and
+    ``corpus_tokens_per_second`` (per process) and, on a GPU of known peak, ``mfu`` (per device, 0..1).
+
+    The Trainer's own ``train_samples_per_second`` is one average over the whole run, start-up, compilation and
+    first-step allocations included; these per-interval figures show the steady state as it is reached. The
+    interval ends where the Trainer has just read the loss back from the device (a host-device sync), so queued
+    kernels are counted in the interval that launched them. ``steady`` summarises the run from its first training
+    log to its last (the warm-up interval left out). ``ForgeTrainer.log`` asks for the values
+    (:meth:`training_log_values`) before the log is recorded, so they reach ``log_history`` and the console alike.
+    """
+
+    def __init__(self, flops_per_sample: float, tokens_per_sample: int, device_name: Optional[str] = None) -> None:
+        self.flops_per_sample = flops_per_sample
+        self.tokens_per_sample = tokens_per_sample
+        self.device_name = device_name
+        self._mark: Optional[tuple[float, int]] = None
+        self._first: Optional[tuple[float, int]] = None
+        self._last: Optional[tuple[float, int]] = None
+
+    @staticmethod
+    def _samples_per_device_step(args) -> float:
+        # one optimizer step of one process: train_batch_size (per device x local GPUs) x accumulation
+        return args.train_batch_size * args.gradient_accumulation_steps / max(1, args.n_gpu)
+
+    def _rates(self, args, start: tuple[float, int], end: tuple[float, int]) -> dict[str, float]:
+        seconds, steps = end[0] - start[0], end[1] - start[1]
+        if seconds <= 0 or steps <= 0:
+            return {}
+        per_device = steps * self._samples_per_device_step(args) / seconds
+        values = {
+            "samples_per_second": round(per_device * max(1, args.n_gpu), 3),
+            "corpus_tokens_per_second": round(per_device * max(1, args.n_gpu) * self.tokens_per_sample, 1),
+        }
+        value = mfu(self.flops_per_sample, per_device, self.device_name)
+        if value is not None:
+            values["mfu"] = round(value, 4)
+        return values
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._mark = (time.perf_counter(), state.global_step)
+        self._first = self._last = None
+
+    def training_log_values(self, args, state) -> dict[str, float]:
+        """The interval's figures (and the mark moved to now); {} before training began or when no step ran."""
+        if self._mark is None:
+            return {}
+        now = (time.perf_counter(), state.global_step)
+        values = self._rates(args, self._mark, now)
+        if values:
+            self._mark = now
+            if self._first is None:
+                self._first = now
+            self._last = now
+        return values
+
+    def steady(self, args) -> dict[str, float]:
+        """Rates from the first training log to the last (``{}`` with fewer than two logs)."""
+        if self._first is None or self._last is None:
+            return {}
+        return self._rates(args, self._first, self._last)

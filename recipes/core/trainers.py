@@ -109,11 +109,29 @@ class _LabelSmoothingInTheModel:
             self.label_smoother = smoother
 
 
-class ForgeTrainer(_LabelSmoothingInTheModel, _BudgetSchedule, _OrderedEvaluation, safety.ForgeTrainer):
+class _CallbackLogValues:
+    """Mixin: callbacks with a ``training_log_values(args, state)`` method add values to each training log before it
+    is recorded (the Trainer copies a log into ``log_history`` before ``on_log`` runs, so a callback cannot add
+    them there itself). Used by :class:`recipes.core.mfu.ThroughputCallback` (tokens/s and MFU per interval)."""
+
+    def log(self, logs: dict, start_time: Optional[float] = None) -> None:
+        if "loss" in logs:  # a training log (the end-of-training summary carries train_loss instead)
+            for callback in self.callback_handler.callbacks:
+                values = getattr(callback, "training_log_values", None)
+                if values is not None:
+                    logs.update(values(self.args, self.state))
+        super().log(logs, start_time)
+
+
+class ForgeTrainer(
+    _CallbackLogValues, _LabelSmoothingInTheModel, _BudgetSchedule, _OrderedEvaluation, safety.ForgeTrainer
+):
     """``recipes.core.safety.ForgeTrainer`` with evaluation in dataset order (also under ``group_by_length``) and
     label smoothing inside the model's loss where the model takes it (pretraining)."""
 
 
-class ForgeSeq2SeqTrainer(_LabelSmoothingInTheModel, _BudgetSchedule, _OrderedEvaluation, safety.ForgeSeq2SeqTrainer):
+class ForgeSeq2SeqTrainer(
+    _CallbackLogValues, _LabelSmoothingInTheModel, _BudgetSchedule, _OrderedEvaluation, safety.ForgeSeq2SeqTrainer
+):
     """``recipes.core.safety.ForgeSeq2SeqTrainer`` with evaluation in dataset order (also under ``group_by_length``)
     and label smoothing inside Forge's loss."""
