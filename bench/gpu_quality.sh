@@ -45,12 +45,13 @@ mkdir -p "$OUT" "$RUNS"
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
   python -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__, 'device', torch.cuda.get_device_name() if torch.cuda.is_available() else None)"
-  git rev-parse HEAD
+  echo "commit ${FORGE_GIT_COMMIT:-$(git rev-parse HEAD)}"
 } 2>&1 | tee "$OUT/gpu_info.txt"
 python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA device: use --smoke on CPU')" || exit 1
 
 # One process per run; the harness records each run as it ends (so a killed script keeps what finished).
-timeout "${TOTAL_TIMEOUT:-570}" python bench/quality.py --data_dir "$DATA" --runs_dir "$RUNS" --results "$OUT/quality_gpu.jsonl" \
+# -k: a run that outlives SIGTERM is killed 20 s later (a hung child must not hold the pipe to tee open)
+timeout -k 20 "${TOTAL_TIMEOUT:-570}" python bench/quality.py --data_dir "$DATA" --runs_dir "$RUNS" --results "$OUT/quality_gpu.jsonl" \
   --preset "$PRESET" --architectures $ARCHS --pretrain_minutes "$PRE_MIN" --finetune_minutes "$FT_MIN" \
   --eval_every_minutes "$EVAL_MIN" --eval_subset_size 200 --parallel "$PAR" --batch_size 64 --threads 3 \
   --learning_rate 5e-4 --pretrain_learning_rate 1e-3 --save_steps 100000 \

@@ -12,7 +12,12 @@
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 ... -d .whl transformers==5.24.0 datasets ...
 #   (cd ../shared && tar czf "$OLDPWD/.gpudata/data.tar.gz" data/pretrain data/qa data/sentiment data/srl \
 #       data/summarization data/translation data/wordvectors)
-# Budgets are environment variables (seconds/minutes) so that a rerun can shorten one part.
+# Budgets are environment variables (seconds/minutes) so that a rerun can shorten one part; PROBES="" skips the
+# throughput probes, PROBES=compiled runs one. Session 18 (the first to run this): the probes ran (results in
+# bench/results/gpu_s18/); the quality stage failed at once (a symlinked `python` lost the image's venv: fixed with
+# the wrapper below), and its rerun outlived the device call with nothing returned, which spent the session's GPU
+# time. Since then every stage is packed into $OUT as it ends, and a watchdog stops the runs at DEADLINE. With a
+# fresh budget: one call, `PROBES="" bash bench/gpu_session.sh`, timeout_s 600.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -27,10 +32,22 @@ mkdir -p "$RESULTS"
 exec > >(tee -a "$RESULTS/gpu_session.log") 2>&1
 elapsed() { echo $(( $(date +%s) - START )); }
 say() { echo "[gpu_session +$(elapsed)s] $*"; }
+# What is under $OUT when a device call ends comes back, also when the call runs out of time: pack after every stage
+pack() { [ -n "$TOOL_OUT" ] && tar czf "$TOOL_OUT/gpu_results.tar.gz.partial" "$RESULTS" 2>/dev/null \
+  && mv "$TOOL_OUT/gpu_results.tar.gz.partial" "$TOOL_OUT/gpu_results.tar.gz"; }
+# A watchdog: at DEADLINE every run still going is stopped and what exists is packed (session 18's second call ran
+# past the device call's limit and returned nothing at all; its cause was not established)
+( sleep "$DEADLINE"; echo "[gpu_session] deadline ${DEADLINE}s: stopping the runs still going"
+  pkill -TERM -f "bench/quality.py|recipes\.|tokenization\.train"; sleep 10
+  pkill -KILL -f "bench/quality.py|recipes\.|tokenization\.train"; pack ) &
+WATCHDOG=$!
+export FORGE_GIT_COMMIT=$(cat .gpudata/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null)  # .git may be stale there
 
 # 0. set-up
 # gpu_quality.sh and the harness call `python`: make it the python3 that holds torch (the GPU image's venv)
-mkdir -p /tmp/pybin && ln -sf "$(command -v python3)" /tmp/pybin/python && export PATH="/tmp/pybin:$PATH"
+# (a wrapper, not a symlink: a symlinked venv interpreter does not find its venv's packages)
+mkdir -p /tmp/pybin && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/pybin/python \
+  && chmod +x /tmp/pybin/python && export PATH="/tmp/pybin:$PATH"
 WHEELS=${WHEELS:-.whl}  # WHEELS=none: use the packages installed (a check of this script on CPU)
 if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$WHEELS"/*.whl \
@@ -43,7 +60,7 @@ DATA=${DATA:-../shared/data}
 if [ -f .gpudata/data.tar.gz ]; then
   mkdir -p /tmp/shared && tar xzf .gpudata/data.tar.gz -C /tmp/shared && DATA=/tmp/shared/data
 fi
-say "data: $DATA ($(du -sh "$DATA" | cut -f1)); commit $(cat .gpudata/commit 2>/dev/null || git rev-parse HEAD 2>/dev/null)"
+say "data: $DATA ($(du -sh "$DATA" | cut -f1)); commit $FORGE_GIT_COMMIT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 python3 -m pip list 2>/dev/null | grep -iE "^(torch|transformers|tokenizers|datasets|evaluate|accelerate|pyarrow|fsspec|huggingface.hub|sacrebleu|rouge.score|seqeval|nltk|safetensors|numpy) "
 
@@ -63,6 +80,7 @@ say "gpu_quality start (timeout ${QUALITY_TIMEOUT}s)"
 OUT="$RESULTS/quality" RUNS=outputs/gpu_quality DATA="$DATA" TOTAL_TIMEOUT="$QUALITY_TIMEOUT" \
   PRE_MIN=${PRE_MIN:-2} FT_MIN=${FT_MIN:-1.5} EVAL_MIN=${EVAL_MIN:-0.5} bash bench/gpu_quality.sh
 say "gpu_quality end rc=$?"
+pack
 
 # 3. issue 19 part 2: forge-base pretraining throughput, eager then compiled, on a slice of the corpus
 TOK=outputs/gpu_quality/tokenizer
@@ -73,13 +91,13 @@ if [ ! -f "$TOK/tokenizer.json" ]; then  # the quality step did not get as far a
 fi
 BF16=$(python3 -c "import torch; print(str(torch.cuda.is_available()).lower())")  # false: the CPU check
 NAME=probe_${PROBE_CONFIG//-/_}
-for mode in compiled eager; do  # compiled first: the lever of issue 19; eager if time is left
+for mode in ${PROBES-compiled eager}; do  # compiled first: the lever of issue 19; eager if time is left
   left=$(( DEADLINE - $(elapsed) - 20 ))
   steps=$PROBE_STEPS; [ "$mode" = eager ] && steps=$(( PROBE_STEPS / 2 ))
   if [ "$left" -lt 45 ]; then say "probe $mode skipped: ${left}s left"; continue; fi
   say "probe $PROBE_CONFIG $mode, $steps steps (timeout ${left}s)"
   compile=false; [ "$mode" = compiled ] && compile=true
-  timeout "$left" python3 -m recipes.pretrain --config_name "$PROBE_CONFIG" --tokenizer_name "$TOK" \
+  timeout -k 10 "$left" python3 -m recipes.pretrain --config_name "$PROBE_CONFIG" --tokenizer_name "$TOK" \
     --train_file "$DATA/pretrain/train.jsonl" --max_train_samples 30000 --block_size 512 \
     --per_device_train_batch_size "$PROBE_BATCH" --max_steps "$steps" --learning_rate 5e-4 --warmup_steps 20 \
     --bf16 "$BF16" --torch_compile "$compile" --logging_steps 10 --eval_strategy no --save_strategy no \
@@ -91,12 +109,12 @@ for mode in compiled eager; do  # compiled first: the lever of issue 19; eager i
     cp "outputs/${NAME}_$mode/$f" "$RESULTS/${NAME}_${mode}_$f" 2>/dev/null
   done
   grep -E "mfu" "$RESULTS/${NAME}_$mode.log" | tail -3
+  pack
 done
 
 # 4. the results back in one file
 say "packing $RESULTS"
-if [ -n "$TOOL_OUT" ]; then
-  tar czf "$TOOL_OUT/gpu_results.tar.gz" "$RESULTS"
-  cp "$RESULTS/gpu_session.log" "$TOOL_OUT/" 2>/dev/null
-fi
+pack
+cp "$RESULTS/gpu_session.log" "$TOOL_OUT/" 2>/dev/null
+kill "$WATCHDOG" 2>/dev/null
 say "done"

@@ -102,6 +102,9 @@ def parse_task_word_vectors(values: list[str], data_dir: Path) -> dict[str, str]
 
 
 def git_commit() -> str:
+    """HEAD, or ``FORGE_GIT_COMMIT`` when set: a copied working tree (the GPU machine's) can carry a stale .git."""
+    if os.environ.get("FORGE_GIT_COMMIT"):
+        return os.environ["FORGE_GIT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
