@@ -67,8 +67,9 @@ TASK_TOKENIZERS: dict[str, tuple[list[str], int]] = {"translation": (["de", "en"
 # tokenizer; bench/results/explore/README.md, session 17). SST-2 (77.3 and, frozen, 76.1) and SRL (+1, inside the
 # seed spread) did not gain: not defaults there.
 TASK_WORD_VECTORS: dict[str, str] = {"qa": "wordvectors/glove.6B.50d.top20k.txt"}
-# tasks whose own tokenizer is a lever to measure, not a default yet: --task_tokenizers translation sentiment
-TASK_TOKENIZER_COLUMNS: dict[str, list[str]] = {**{t: c for t, (c, _) in TASK_TOKENIZERS.items()}, "sentiment": ["text"]}
+# tasks whose own tokenizer is a lever to measure, not a default yet: --task_tokenizers translation sentiment srl
+TASK_TOKENIZER_COLUMNS: dict[str, list[str]] = {**{t: c for t, (c, _) in TASK_TOKENIZERS.items()}, "sentiment": ["text"],
+                                                "srl": ["tokens"]}  # SRL's word lists, joined by spaces
 
 
 def parse_task_tokenizers(values: list[str]) -> dict[str, int]:

@@ -174,7 +174,11 @@ class PretrainingArguments(ForgeTrainingArguments):
         metadata={"help": "Must stay False: the span-corruption collator needs the block_id column."},
     )
     include_num_input_tokens_seen: str | bool = field(
-        default=True, metadata={"help": "Count encoder input tokens in the logs (num_input_tokens_seen)."}
+        default=False,
+        metadata={"help": "Count encoder input tokens in the logs (num_input_tokens_seen). Off by default: the "
+                  "Trainer reads the count back from the device every step (a host-device sync that stalls a GPU's "
+                  "queue), and a span-corruption block's length is fixed anyway; every training log carries "
+                  "corpus_tokens_per_second."},
     )
 
 

@@ -8,7 +8,7 @@ import torch
 from model_tester import tiny_config
 
 from modeling import PRESETS, ForgeConfig, ForgeForConditionalGeneration
-from recipes.core.callbacks import _first_non_finite_parameter
+from recipes.core.callbacks import NaNGuardCallback, _first_non_finite_parameter, build_callbacks
 from recipes.core.mfu import ThroughputCallback, mfu, peak_flops, train_flops
 
 
@@ -106,6 +106,41 @@ def test_nan_guard_check_does_not_fire_on_huge_but_finite_weights():
     with torch.no_grad():
         model.lm_head.weight.fill_(3e38)
     assert _first_non_finite_parameter(model) is None
+
+
+def test_nan_guard_reads_the_device_only_where_a_step_persists_and_never_lets_a_bad_save_through():
+    """The weight flag stays on the device between reads: a weight that turns inf at a step that neither saves, logs,
+    evaluates nor stops is caught at the next step that does (that step's save cancelled), and at the end of
+    training; the guard runs after every callback that sets those flags."""
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl, TrainingArguments
+
+    args = TrainingArguments(output_dir="unused", learning_rate=1e-3, max_grad_norm=1.0, report_to="none")
+    model = ForgeForConditionalGeneration(tiny_config())
+    guard = NaNGuardCallback(read_every=1000)
+    state, control = SimpleNamespace(global_step=1), TrainerControl()
+    guard.on_step_end(args, state, control, model=model)
+    with torch.no_grad():
+        model.model.decoder.layers[1].ffn.fc2.weight[0, 0] = float("inf")
+    state.global_step = 2
+    guard.on_step_end(args, state, control, model=model)  # nothing persists at this step: not read yet
+    assert not guard.triggered and guard._pending is not None
+    state.global_step, control.should_save = 3, True
+    guard.on_step_end(args, state, control, model=model)
+    assert guard.triggered and not control.should_save and control.should_training_stop
+    assert "step 3" in guard.message and "decoder.layers.1.ffn.fc2.weight" in guard.message
+
+    late = NaNGuardCallback(read_every=1000)  # a NaN in the last steps, read when training ends
+    state, control = SimpleNamespace(global_step=4), TrainerControl()
+    late.on_step_end(args, state, control, model=model)
+    assert not late.triggered
+    late.on_train_end(args, state, control, model=model)
+    assert late.triggered
+
+    budget = TrainingArguments(output_dir="unused", report_to="none")
+    budget.max_train_minutes, budget.eval_every_minutes = 1.0, 0.5  # the callbacks that set save / evaluate / stop
+    assert isinstance(build_callbacks(budget, metric="accuracy")[-1], NaNGuardCallback)
 
 
 # --------------------------------------------------------------------------------------------------------------

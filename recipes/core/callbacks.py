@@ -148,12 +148,20 @@ class NaNGuardCallback(TrainerCallback):
     on; ``build_callbacks`` turns that filter off). When it fires, the save planned for that step is
     cancelled, so the newest checkpoint on disk is the last good one; ``self.message`` says what
     happened and ``self.triggered`` is True. Recipes raise :class:`TrainingDivergedError` with it.
+
+    The weight check stays on the device between reads: each checked step ORs one "not finite" flag into a
+    device tensor, and the host reads it (one sync) only at a step that saves, logs, evaluates or stops, at
+    every ``read_every``-th step, and when training ends. Reading it every step would make the host wait for
+    the GPU once per step, so the next step's kernels could not be queued while this one runs. What is
+    saved is still always checked first; a NaN is reported at the first read after it, naming the step read.
     """
 
-    def __init__(self, check_weights_every: int = 1) -> None:
+    def __init__(self, check_weights_every: int = 1, read_every: int = 50) -> None:
         self.check_weights_every = max(0, check_weights_every)
+        self.read_every = max(1, read_every)
         self.triggered = False
         self.message = ""
+        self._pending = None  # device bool tensor: some checked step since the last read had a non-finite weight
 
     def _fire(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, what: str) -> None:
         if self.triggered:
@@ -189,11 +197,25 @@ class NaNGuardCallback(TrainerCallback):
             control.should_training_stop = True
             control.should_save = False
             return
-        if model is None or not self.check_weights_every or state.global_step % self.check_weights_every:
+        if model is None or not self.check_weights_every:
             return
-        bad = _first_non_finite_parameter(model)
-        if bad is not None:
-            self._fire(args, state, control, f"weight '{bad}' after the optimizer step")
+        if state.global_step % self.check_weights_every == 0:
+            flag = _non_finite_flag(model)
+            self._pending = flag if self._pending is None else self._pending | flag
+        persists = control.should_save or control.should_log or control.should_evaluate or control.should_training_stop
+        if self._pending is not None and (persists or state.global_step % self.read_every == 0):
+            self._read(args, state, control, model)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        if self._pending is not None and model is not None and not self.triggered:
+            self._read(args, state, control, model)  # the steps since the last read, before the model is saved
+
+    def _read(self, args, state, control, model) -> None:
+        pending, self._pending = self._pending, None
+        if bool(pending):  # the one host-device sync
+            bad = _first_non_finite_parameter(model)  # None: only a norm overflowed (or sharded weights are fine)
+            if bad is not None:
+                self._fire(args, state, control, f"weight '{bad}' after the optimizer step")
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         value = (metrics or {}).get("eval_loss")
@@ -201,35 +223,43 @@ class NaNGuardCallback(TrainerCallback):
             self._fire(args, state, control, f"the eval loss ({value})")
 
 
-def _first_non_finite_parameter(model) -> Optional[str]:
-    """Name of the first parameter holding a NaN/inf, or None; one host-device sync, not one per parameter.
-
-    What is checked: the sum of the per-parameter L2 norms (``torch._foreach_norm``, one batched kernel launch
-    per dtype/device group), reduced to a single value on the device and read back once. Why that is enough: a NaN
-    anywhere in a tensor makes its norm NaN, an inf makes it inf, and NaN/inf survive the sum, so a finite total
-    proves every weight finite. The converse can fail only when finite weights are so large that the norm
-    overflows (above ~3e38 in fp32/bf16); the per-parameter scan below, which runs only when the total is not
-    finite, then finds no culprit and nothing fires. The old check (``isfinite(param).all()`` per parameter) read
-    each result back separately: one sync per parameter per step, which stalls a GPU's queue hundreds of times.
-    """
+def _non_finite_flag(model):
+    """A 0-d bool tensor on the parameters' device, True when the sum of the per-parameter L2 norms is not finite;
+    no host-device sync. ``torch._foreach_norm`` makes one batched launch per dtype/device group. Why that is
+    enough: a NaN anywhere in a tensor makes its norm NaN, an inf makes it inf, and NaN/inf survive the sum, so a
+    finite total proves every weight finite. The converse can fail only when finite weights are so large that the
+    norm overflows (above ~3e38 in fp32/bf16); :func:`_first_non_finite_parameter` then finds no culprit and nothing
+    fires. True (a CPU tensor) when the batched norm is not available, e.g. for sharded (DTensor) parameters, so
+    that the per-parameter scan decides."""
     import torch
 
     with torch.no_grad():
-        params = [p for p in model.parameters() if p.numel()]
-        if not params:
-            return None
         groups: dict = {}
-        for param in params:  # _foreach_norm needs one device and dtype per call
-            groups.setdefault((param.device, param.dtype), []).append(param)
+        for param in model.parameters():  # _foreach_norm needs one device and dtype per call
+            if param.numel():
+                groups.setdefault((param.device, param.dtype), []).append(param)
+        if not groups:
+            return torch.tensor(False)
         try:
             totals = [torch.stack(torch._foreach_norm(group)).float().sum() for group in groups.values()]
-            device = totals[0].device
-            if bool(torch.isfinite(torch.stack([t.to(device) for t in totals]).sum())):
-                return None
-        except (RuntimeError, TypeError, NotImplementedError):  # e.g. sharded (DTensor) parameters: scan instead
-            pass
+        except (RuntimeError, TypeError, NotImplementedError):
+            return torch.tensor(True)
+        device = totals[0].device
+        return ~torch.isfinite(torch.stack([t.to(device) for t in totals]).sum())
+
+
+def _first_non_finite_parameter(model) -> Optional[str]:
+    """Name of the first parameter holding a NaN/inf, or None; one host-device sync when all are finite (the
+    reduced flag of :func:`_non_finite_flag`), a per-parameter scan only when it is not. The old check
+    (``isfinite(param).all()`` per parameter) read each result back separately: one sync per parameter per step,
+    which stalls a GPU's queue hundreds of times."""
+    import torch
+
+    if not bool(_non_finite_flag(model)):
+        return None
+    with torch.no_grad():
         for name, param in model.named_parameters():  # rare path: name the culprit
-            if not torch.isfinite(param).all():
+            if param.numel() and not torch.isfinite(param).all():
                 return name
     return None
 
@@ -346,9 +376,6 @@ def build_callbacks(
     from .guards import RunRecordCallback
 
     callbacks: list[TrainerCallback] = [LossCurveCallback(), CopyCodeFilesCallback(task=task), RunRecordCallback()]
-    if getattr(training_args, "stop_on_nan", True):
-        training_args.logging_nan_inf_filter = False
-        callbacks.append(NaNGuardCallback())
     if getattr(training_args, "max_train_minutes", None):
         callbacks.append(TimeBudgetCallback(training_args.max_train_minutes))
     if getattr(training_args, "eval_every_minutes", None):
@@ -360,4 +387,9 @@ def build_callbacks(
         early = configure_early_stopping(training_args, metric, greater_is_better)
         if early is not None:
             callbacks.append(early)
+    if getattr(training_args, "stop_on_nan", True):
+        # last: its weight check reads the device at steps that save, evaluate or stop, so it must see the flags
+        # the callbacks above set at the same step (the time budget's stop and save, the periodic evaluation)
+        training_args.logging_nan_inf_filter = False
+        callbacks.append(NaNGuardCallback())
     return callbacks
