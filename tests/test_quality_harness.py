@@ -125,8 +125,9 @@ def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(
     assert quality.parse(["--task_tokenizers", "false"]).task_tokenizers == {}
     assert quality.parse(["--task_tokenizers", "true", "sentiment:4000"]).task_tokenizers == {
         "translation": 8000, "summarization": 8000, "sentiment": 4000}
-    with pytest.raises(SystemExit, match="no text columns known for 'srl'"):
-        quality.parse(["--task_tokenizers", "srl"])
+    assert quality.parse(["--task_tokenizers", "srl"]).task_tokenizers == {"srl": 8000}  # its word lists, joined
+    with pytest.raises(SystemExit, match="no text columns known for 'qa'"):
+        quality.parse(["--task_tokenizers", "qa"])
     quality.Harness(quality.parse(["--from_scratch", "--tasks", "sentiment", "--architectures", "forge",
                                    "--task_tokenizers", "sentiment:4000", "--runs_dir", str(tmp_path),
                                    "--results", str(tmp_path / "r.jsonl"), "--dry_run"])).run()
@@ -136,6 +137,12 @@ def test_task_tokenizers_choose_which_scratch_runs_get_a_tokenizer_of_their_own(
                                                       "[run ] finetune-scratch/sentiment/forge/seed42"]
     assert "--text_columns text --vocab_size 4000" in lines[0] and "sentiment/train.jsonl" in lines[0]
     assert f"--tokenizer_name {tmp_path / 'tokenizer-sentiment-4000'} " in lines[1]
+    # SRL's tokenizer reads its `tokens` word lists
+    quality.Harness(quality.parse(["--from_scratch", "--tasks", "srl", "--architectures", "forge",
+                                   "--task_tokenizers", "srl", "--runs_dir", str(tmp_path / "srl"),
+                                   "--results", str(tmp_path / "s.jsonl"), "--dry_run"])).run()
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[run ]")]
+    assert "srl/train.jsonl --text_columns tokens --vocab_size 8000" in lines[0]
     # --added_tokens: the task tokenizer keeps those strings whole, in a folder of its own
     quality.Harness(quality.parse(["--from_scratch", "--tasks", "summarization", "--architectures", "forge",
                                    "--added_tokens", "summarization:#Person1#", "summarization:#Person2#",
