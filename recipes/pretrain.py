@@ -43,7 +43,7 @@ from .core.callbacks import LOSS_CURVE_NAME, build_callbacks
 from .core.data import check_not_empty, load_raw_datasets, select_samples
 from .core.distributed import gathered_model
 from .core.guards import check_corpus_has_text, release_run_lock, save_or_rescue
-from .core.mfu import ThroughputCallback, pretraining_flops_per_sample, pretraining_mfu
+from .core.mfu import ThroughputCallback, pretraining_flops_per_sample
 from .core.safety import (
     check_safetensors_weights, check_tokenizer_folder, redact_argv, redact_mapping, remote_code_allowed,
 )
@@ -384,9 +384,8 @@ def main(argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None
         # corpus tokens consumed per second (a block = block_size text tokens); the Trainer's own
         # train_tokens_per_second counts encoder inputs after corruption (~0.9x)
         metrics["train_corpus_tokens_per_second"] = metrics["train_samples_per_second"] * data_args.block_size
-        train_mfu = pretraining_mfu(
-            model.config, data_args, metrics["train_samples_per_second"], training_args.world_size
-        )
+        # the Trainer's rate counts every process: per GPU it is that over the world size
+        train_mfu = throughput.device_mfu(metrics["train_samples_per_second"], training_args.world_size)
         if train_mfu is not None:  # GPUs of known peak only; None on CPU
             metrics["train_mfu"] = train_mfu
         # the same from the first training log to the last: start-up, compilation and warm-up left out

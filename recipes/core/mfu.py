@@ -15,7 +15,8 @@ from typing import Optional
 from transformers import TrainerCallback
 
 __all__ = [
-    "PEAK_BF16_TFLOPS", "mixing_flops", "train_flops", "peak_flops", "mfu", "pretraining_mfu", "ThroughputCallback",
+    "PEAK_BF16_TFLOPS", "mixing_flops", "train_flops", "peak_flops", "mfu", "pretraining_flops_per_sample",
+    "ThroughputCallback",
 ]
 
 # Dense (no structured sparsity) bf16 tensor-core peaks in TFLOP/s, from NVIDIA's data sheets, which quote the
@@ -99,18 +100,6 @@ def pretraining_flops_per_sample(config, data_args) -> float:
     return train_flops(config, 1, src, tgt)
 
 
-def pretraining_mfu(config, data_args, samples_per_second: float, world_size: int = 1) -> Optional[float]:
-    """MFU of a span-corruption pretraining run: a sample is one block, whose source and target lengths after
-    corruption give the FLOPs; ``samples_per_second`` is the Trainer's (all processes together), so the per-GPU
-    rate is it divided by ``world_size``. None on CPU or an unknown GPU."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return None
-    per_sample = pretraining_flops_per_sample(config, data_args)
-    return mfu(per_sample, samples_per_second / max(1, world_size), torch.cuda.get_device_name())
-
-
 class ThroughputCallback(TrainerCallback):
     """Throughput of the steps since the previous training log, added to that log: ``samples_per_second`` and
     ``corpus_tokens_per_second`` (per process) and, on a GPU of known peak, ``mfu`` (per device, 0..1).
@@ -131,21 +120,21 @@ class ThroughputCallback(TrainerCallback):
         self._first: Optional[tuple[float, int]] = None
         self._last: Optional[tuple[float, int]] = None
 
-    @staticmethod
-    def _samples_per_device_step(args) -> float:
-        # one optimizer step of one process: train_batch_size (per device x local GPUs) x accumulation
-        return args.train_batch_size * args.gradient_accumulation_steps / max(1, args.n_gpu)
+    def device_mfu(self, samples_per_second: float, devices: int = 1) -> Optional[float]:
+        """MFU of ``samples_per_second`` spread over ``devices`` GPUs like this one; None off a GPU of known peak."""
+        return mfu(self.flops_per_sample, samples_per_second / max(1, devices), self.device_name)
 
     def _rates(self, args, start: tuple[float, int], end: tuple[float, int]) -> dict[str, float]:
         seconds, steps = end[0] - start[0], end[1] - start[1]
         if seconds <= 0 or steps <= 0:
             return {}
-        per_device = steps * self._samples_per_device_step(args) / seconds
+        # one optimizer step of this process: train_batch_size (per device x local GPUs) x accumulation
+        per_process = steps * args.train_batch_size * args.gradient_accumulation_steps / seconds
         values = {
-            "samples_per_second": round(per_device * max(1, args.n_gpu), 3),
-            "corpus_tokens_per_second": round(per_device * max(1, args.n_gpu) * self.tokens_per_sample, 1),
+            "samples_per_second": round(per_process, 3),
+            "corpus_tokens_per_second": round(per_process * self.tokens_per_sample, 1),
         }
-        value = mfu(self.flops_per_sample, per_device, self.device_name)
+        value = self.device_mfu(per_process, args.n_gpu)
         if value is not None:
             values["mfu"] = round(value, 4)
         return values
