@@ -24,7 +24,7 @@ from test_modeling import REPO_ROOT, assert_close, assert_loads_as_remote_code
 from transformers import DynamicCache, EncoderDecoderCache
 
 from modeling import ForgeConfig, ForgeForConditionalGeneration, ForgeForSequenceClassification
-from modeling.mixers_forge import ForgeMixerCacheLayer, run_skipping_padding
+from modeling.mixers_forge import ForgeMixerCacheLayer, run_directions_unpacked, run_skipping_padding
 
 # Kernel 3 so that 8-token targets roll the decoder's window several times; the hybrid puts a mixer in layer 0,
 # the layer the cache's length (hence the decoder's positions) is read from.
@@ -216,7 +216,32 @@ def test_recurrent_layer_skips_padding_wherever_it_is(cell, bidirectional):
                 assert_close(got[:, row], want[:, 0])
 
 
-@pytest.mark.parametrize("mixer", ["conv", "gru"])
+@pytest.mark.parametrize("cell", [torch.nn.GRU, torch.nn.LSTM])
+def test_encoder_recurrence_without_packing_matches_the_packed_run_and_its_gradients(cell):
+    """The encoder's fast path (each direction unpacked, real tokens reversed in place for the right-to-left one):
+    right, left, inner padding and an empty row give what each row alone gives, zeros at padding, and the packed
+    run's gradients, in training mode too."""
+    torch.manual_seed(0)
+    rnn = cell(4, 3, batch_first=True, bidirectional=True)
+    inputs = torch.randn(5, 6, 4, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [1, 0, 1, 1, 0, 1],
+                         [0, 0, 0, 0, 0, 0]]).bool()
+    out = run_directions_unpacked(rnn, inputs, mask)
+    packed, _ = run_skipping_padding(rnn, inputs, mask, None)
+    assert_close(out, packed)
+    assert (out[~mask] == 0).all()
+    with torch.no_grad():
+        for row in range(4):
+            assert_close(out[row, mask[row]], rnn(inputs[row : row + 1, mask[row]])[0][0])
+    weights = [inputs, *rnn.parameters()]
+    target = torch.randn_like(out)
+    got = torch.autograd.grad((out * target).sum(), weights)
+    want = torch.autograd.grad((packed * target).sum(), weights)
+    for g, w in zip(got, want):
+        assert_close(g, w)
+
+
+@pytest.mark.parametrize("mixer", ["conv", "gru", "lstm"])
 def test_left_padded_batch_gives_each_row_its_own_encoder_states(mixer):
     """Left padding (some tokenizers pad on the left): real tokens see exactly what they see unpadded. The
     positions are rotary, so only the mixers could make a difference."""
