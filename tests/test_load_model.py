@@ -100,10 +100,20 @@ def test_qa_marks_shared_tokens_in_a_preset_build_and_on_request_in_a_pretrained
     from recipes.core.registry import get_task
 
     defaults = dict(get_task("qa").preset_config_defaults)
-    assert defaults == {"qa_lexical_match": True}
+    assert defaults["qa_lexical_match"] is True and defaults["recurrent_cell"] == "lstm"
     forge = load_model(ModelArguments(config_name="forge-tiny"), AutoModelForQuestionAnswering, tokenizer,
                        preset_defaults=defaults)
     assert forge.config.qa_lexical_match and forge.lexical_match is not None
+    # the lower half of the encoder's layers recurrent, whatever the depth (--config_overrides included)
+    assert forge.config.encoder_mixer == ["recurrent", "attention"]
+    assert type(forge.model.encoder.layers[0].mixer).__name__ == "ForgeRecurrent"
+    deeper = load_model(ModelArguments(config_name="forge-tiny", config_overrides="encoder_layers=4"),
+                        AutoModelForQuestionAnswering, tokenizer, preset_defaults=defaults)
+    assert deeper.config.encoder_mixer == ["recurrent", "recurrent", "attention", "attention"]
+    assert deeper.config.recurrent_cell == "lstm"
+    chosen = load_model(ModelArguments(config_name="forge-tiny", config_overrides="encoder_mixer=attention"),
+                        AutoModelForQuestionAnswering, tokenizer, preset_defaults=defaults)
+    assert chosen.config.encoder_mixer == "attention"
     bart = load_model(ModelArguments(config_name="forge-tiny", architecture="bart"), AutoModelForQuestionAnswering,
                       tokenizer, preset_defaults=defaults)
     assert bart.config.model_type == "bart"

@@ -94,7 +94,8 @@ class TaskSpec:
     # the same for the task's data arguments (``data_args_class``): e.g. summarization's generation settings
     data_defaults: tuple[tuple[str, Any], ...] = ()
     # ForgeConfig fields of a model built from a preset name (--config_name forge-small: training from scratch),
-    # measured in bench/results/ (README); --config_overrides wins, a config folder or a pretrained model is untouched
+    # measured in bench/results/ (README); --config_overrides wins, a config folder or a pretrained model is untouched.
+    # A value may be a function of the preset's fields (--config_overrides applied), e.g. a list with one mixer per layer
     preset_config_defaults: tuple[tuple[str, Any], ...] = ()
     # -- publishing --
     usage: str = ""  # the card's usage snippet; "{model_id}" is replaced by the repo id / folder

@@ -220,7 +220,9 @@ def load_model(
         # Forge's own measured defaults; the BART control keeps its layout (it cannot mirror e.g. rotary positions)
         if (preset_defaults and architecture == "forge" and model_args.config_name in modeling.PRESETS
                 and not os.path.exists(model_args.config_name)):
-            preset = {k: v for k, v in preset_defaults.items() if k not in overrides}
+            # a value may be a function of the preset's fields (with --config_overrides), e.g. one mixer per layer
+            fields = {**modeling.PRESETS[model_args.config_name], **overrides}
+            preset = {k: v(fields) if callable(v) else v for k, v in preset_defaults.items() if k not in overrides}
             if preset:
                 logger.info("This recipe builds %s with %s (its measured default for a model trained from scratch; "
                             "--config_overrides changes it)", model_args.config_name,
