@@ -318,9 +318,9 @@ def run_directions_unpacked(rnn: nn.RNNBase, inputs: torch.Tensor, padding_mask:
     steps = torch.arange(length, device=inputs.device)
     reverse = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (batch, time); its own inverse
     backward_in = forward_in.gather(1, reverse.unsqueeze(-1).expand_as(forward_in))
+    names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if rnn.bias else ("weight_ih", "weight_hh")
     outputs = []
     for suffix, direction_in in (("", forward_in), ("_reverse", backward_in)):
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh") if rnn.bias else ("weight_ih", "weight_hh")
         weights = [getattr(rnn, f"{name}_l0{suffix}") for name in names]
         h0 = inputs.new_zeros(1, batch, rnn.hidden_size)
         if isinstance(rnn, nn.LSTM):
