@@ -279,15 +279,12 @@ def run_skipping_padding(
         return rnn(inputs, state)
     batch, length, _ = inputs.shape
     lengths = padding_mask.sum(dim=1)  # (batch,)
-    # Stable sort on "is padding": real positions first, in their original order.
-    order = torch.argsort((~padding_mask).to(torch.int8), dim=1, stable=True)  # (batch, time)
-    gathered = inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))
+    gathered, order = real_tokens_first(inputs, padding_mask)
     # pack_padded_sequence refuses empty rows: give them one (padding) step and discard its effect below.
     packed = pack_padded_sequence(gathered, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
     packed_out, new_state = rnn(packed, state)
     out, _ = pad_packed_sequence(packed_out, batch_first=True, total_length=length)
-    out = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)
-    out = out * padding_mask.unsqueeze(-1).to(out.dtype)
+    out = back_to_positions(out, order, padding_mask)
     empty = lengths == 0
     if bool(empty.any()):
         states = new_state if isinstance(new_state, tuple) else (new_state,)
@@ -313,8 +310,7 @@ def run_directions_unpacked(rnn: nn.RNNBase, inputs: torch.Tensor, padding_mask:
     """
     batch, length, _ = inputs.shape
     lengths = padding_mask.sum(dim=1, keepdim=True)  # (batch, 1)
-    order = torch.argsort((~padding_mask).to(torch.int8), dim=1, stable=True)  # real positions first, in order
-    forward_in = inputs.gather(1, order.unsqueeze(-1).expand_as(inputs))
+    forward_in, order = real_tokens_first(inputs, padding_mask)
     steps = torch.arange(length, device=inputs.device)
     reverse = torch.where(steps < lengths, lengths - 1 - steps, steps)  # (batch, time); its own inverse
     backward_in = forward_in.gather(1, reverse.unsqueeze(-1).expand_as(forward_in))
@@ -329,7 +325,17 @@ def run_directions_unpacked(rnn: nn.RNNBase, inputs: torch.Tensor, padding_mask:
             out = torch.gru(direction_in, h0, weights, rnn.bias, 1, 0.0, rnn.training, False, True)[0]
         outputs.append(out)
     outputs[1] = outputs[1].gather(1, reverse.unsqueeze(-1).expand_as(outputs[1]))
-    out = torch.cat(outputs, dim=-1)
+    return back_to_positions(torch.cat(outputs, dim=-1), order, padding_mask)
+
+
+def real_tokens_first(inputs: torch.Tensor, padding_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row's real tokens moved to the front in their order (wherever its padding was), and that order."""
+    order = torch.argsort((~padding_mask).to(torch.int8), dim=1, stable=True)  # stable sort on "is padding"
+    return inputs.gather(1, order.unsqueeze(-1).expand_as(inputs)), order
+
+
+def back_to_positions(out: torch.Tensor, order: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+    """The inverse of ``real_tokens_first`` for outputs, with zeros at padding."""
     out = torch.zeros_like(out).scatter(1, order.unsqueeze(-1).expand_as(out), out)
     return out * padding_mask.unsqueeze(-1).to(out.dtype)
 
