@@ -602,6 +602,13 @@ class ForgeRunArguments:
         metadata={"help": "Evaluations during training use only the first N validation examples (cheap curve "
                   "points); the final evaluation still uses the whole validation split."},
     )
+    ema_decay: Optional[float] = field(
+        default=None,
+        metadata={"help": "Keep an exponential moving average of the trained weights (decay D per optimizer step, "
+                  "e.g. 0.999; warmed up as min(D, (1+n)/(10+n)) after n steps) and evaluate, save and export it "
+                  "instead of the last step's weights; checkpoints keep it beside the weights (ema_weights."
+                  "safetensors) so that a resumed run continues it. Unset: off."},
+    )
 
 
 @dataclass

@@ -571,6 +571,8 @@ def finish_from_checkpoint(trainer: Any, checkpoint: str) -> dict[str, float]:
     best = trainer.state.best_model_checkpoint
     if trainer.args.load_best_model_at_end and best and os.path.isdir(best):
         trainer._load_best_model()
+    if hasattr(trainer, "_apply_average"):  # an --ema_decay run ends with its moving average (recipes/core/trainers.py)
+        trainer._apply_average(checkpoint)
     last = next((h for h in reversed(trainer.state.log_history) if "train_loss" in h), {})
     metrics = {k: v for k, v in last.items() if k.startswith("train_") or k in ("total_flos",)}
     metrics["epoch"] = trainer.state.epoch or 0.0
