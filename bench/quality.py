@@ -420,6 +420,16 @@ def quality_table(records: list[dict], tasks: Optional[list[str]] = None) -> str
     return "\n".join(lines)
 
 
+def curve_scope(record: dict, curve: list[dict]) -> str:
+    """What a run's curve points were scored on: QA's evaluations during training score every validation question
+    (``--eval_subset_size`` does not apply there; each point counts them as ``eval_total``), the others' the first
+    ``--eval_subset_size`` examples."""
+    whole = record.get("results", {}).get("eval_total")
+    if whole is not None and curve and {p.get("eval_total") for p in curve} == {whole}:
+        return "whole validation split"
+    return "validation subset"
+
+
 def plot_curves(records: list[dict], out_dir: Path) -> list[Path]:
     """One PNG per task: headline metric vs training minutes, a line per (architecture, seed)."""
     import matplotlib
@@ -437,10 +447,11 @@ def plot_curves(records: list[dict], out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
         try:
             for r in sorted((r for r in runs if r["task"] == task), key=lambda r: r["key"]):
-                points = [(p["train_minutes"], p[metric]) for p in read_learning_curve(r["output_dir"]) if metric in p]
+                curve = [p for p in read_learning_curve(r["output_dir"]) if metric in p]
+                points = [(p["train_minutes"], p[metric]) for p in curve]
                 label = f"{ARCH_NAMES.get(r['architecture'], r['architecture'])} seed {r['seed']} ({r.get('init', '')})"
                 if points:
-                    ax.plot(*zip(*points), marker=".", label=f"{label}, validation subset")
+                    ax.plot(*zip(*points), marker=".", label=f"{label}, {curve_scope(r, curve)}")
                 if r.get("value") is not None:
                     ax.scatter([r.get("train_minutes", 0)], [r["value"]], marker="*", s=120, label=f"{label}, full validation")
             ax.axhline(TASKS[task][2], color="grey", linestyle="--", label="issue-13 CPU goal")

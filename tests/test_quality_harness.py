@@ -210,3 +210,12 @@ def test_gpu_quality_script_dry_run_lists_the_bf16_runs():
     assert len(lines) == 7 and "tokenization.train" in lines[0] and "recipes.pretrain" in lines[1]
     assert all("--bf16 true" in line for line in lines[1:])
     assert {line.split("-m recipes.")[1].split()[0] for line in lines[2:]} == set(quality.TASKS)
+
+
+def test_curve_points_say_whether_they_scored_the_whole_validation_split():
+    curve_scope = quality.curve_scope
+    qa = {"results": {"eval_total": 3423}}
+    assert curve_scope(qa, [{"eval_f1": 30.0, "eval_total": 3423}, {"eval_f1": 40.0, "eval_total": 3423}]) == \
+        "whole validation split"
+    assert curve_scope(qa, [{"eval_f1": 30.0, "eval_total": 200}]) == "validation subset"
+    assert curve_scope({"results": {"eval_accuracy": 80.0}}, [{"eval_accuracy": 79.0}]) == "validation subset"
