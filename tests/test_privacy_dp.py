@@ -56,6 +56,8 @@ def test_sentiment_dp_run_reports_spent_epsilon_in_metrics_card_and_checkpoint(t
     assert results["train_dp_noise_multiplier"] > 0.5
     card = (out / "README.md").read_text()
     assert "## Differential privacy" in card and f"epsilon = {results['train_dp_epsilon']:.3g}" in card
+    # the sentiment recipe's preset default is a BiLSTM encoder, which Opacus cannot clip per example: kept attention
+    assert json.loads((out / "config.json").read_text())["encoder_mixer"] == "attention"
     # the checkpoint carries the accountant's ledger (a resumed run counts the privacy already spent) ...
     ledger = json.loads((out / "checkpoint-2" / ACCOUNTANT_FILE).read_text())
     assert sum(entry[2] for entry in ledger["history"]) == 2 and 0 < ledger["epsilon"] < results["train_dp_epsilon"]

@@ -138,6 +138,23 @@ def task_argument_types(spec: TaskSpec) -> tuple[type, type, type]:
     return ModelArguments, with_defaults(spec.data_args_class, spec.data_defaults), training
 
 
+# the config fields that choose the token mixers (Forge's conv / recurrent layers)
+_MIXER_FIELDS = ("encoder_mixer", "decoder_mixer", "recurrent_cell")
+
+
+def preset_defaults_for(spec: TaskSpec, training_args: Any) -> dict[str, Any]:
+    """The task's preset config defaults for this run. A DP-SGD run (``--dp_epsilon``) keeps attention layers: Opacus
+    computes per-example gradients for them, not for the recurrent or convolution mixers a task may default to (SRL,
+    SST-2, QA), which ``recipes.privacy.dp`` would refuse; ``--config_overrides`` still chooses them explicitly."""
+    defaults = dict(spec.preset_config_defaults)
+    if getattr(training_args, "dp_epsilon", None) is not None and any(k in defaults for k in _MIXER_FIELDS):
+        logger.info("DP-SGD: the %s recipe's default token mixers (%s) have no per-example gradients in Opacus; "
+                    "this run keeps self-attention.", spec.name,
+                    ", ".join(f"{k}={defaults[k]}" for k in _MIXER_FIELDS if k in defaults and not callable(defaults[k])))
+        defaults = {k: v for k, v in defaults.items() if k not in _MIXER_FIELDS}
+    return defaults
+
+
 def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Optional[list[Any]] = None) -> dict[str, float]:
     """Fine-tune a Forge model for ``spec`` with the command line ``argv`` (or one JSON/YAML path); returns eval metrics."""
     started = time.time()
@@ -157,7 +174,7 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
     overrides = recipe.prepare()
     tokenizer = recipe.tokenizer = load_tokenizer(model_args)
     model = load_model(model_args, getattr(transformers, spec.auto_class), tokenizer,
-                       preset_defaults=dict(spec.preset_config_defaults), **overrides)
+                       preset_defaults=preset_defaults_for(spec, training_args), **overrides)
     recipe.setup_model(model, tokenizer)
     if "train" in raw:
         raw["train"] = recipe.augment(raw["train"])
