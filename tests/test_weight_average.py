@@ -142,6 +142,7 @@ def test_the_recipe_exports_and_scores_the_average(tmp_path):
         "--max_eval_samples", "8", "--per_device_train_batch_size", "4", "--max_steps", "4", "--ema_decay", "0.9",
         "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true", "--output_dir", str(out)])
     assert "eval_accuracy" in metrics
+    assert "| ema_decay | 0.9 |" in (out / "README.md").read_text()  # the card says the weights are an average
     from transformers import AutoModelForSequenceClassification
 
     exported = AutoModelForSequenceClassification.from_pretrained(out)

@@ -349,7 +349,7 @@ def _hyperparameters(training_args: Any, model_args: Any) -> dict[str, Any]:
     keys = (
         "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
         "num_train_epochs", "max_steps", "warmup_steps", "weight_decay", "label_smoothing_factor", "lr_scheduler_type",
-        "seed", "early_stopping_patience", "metric_for_best_model",
+        "seed", "early_stopping_patience", "metric_for_best_model", "ema_decay", "max_train_minutes",
     )
     hyper = {key: getattr(training_args, key) for key in keys if getattr(training_args, key, None) is not None}
     hyper["lr_scheduler_type"] = str(hyper.get("lr_scheduler_type", ""))
