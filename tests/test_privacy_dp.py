@@ -264,8 +264,9 @@ def test_dp_with_frozen_embeddings_keeps_the_table_and_trains_the_rest(tmp_path,
     """--freeze_embeddings with --dp_epsilon: the token table (no per-example gradient for Opacus to hold) is
     unchanged in the saved folder, the other weights moved, and the run reports its epsilon."""
     start = tmp_path / "start"
-    sentiment.main(COMMON + _files("sentiment") + [
-        "--tokenizer_name", tokenizer_dir, "--output_dir", str(start), "--max_steps", "1", "--save_strategy", "no"])
+    sentiment.main(COMMON + _files("sentiment") + [  # attention: a BiLSTM start (the recipe's default) is refused
+        "--tokenizer_name", tokenizer_dir, "--output_dir", str(start), "--max_steps", "1", "--save_strategy", "no",
+        "--config_overrides", "encoder_mixer=attention"])
     out = tmp_path / "dp-frozen"
     sentiment.main(COMMON[2:] + _files("sentiment") + [
         "--model_name_or_path", str(start), "--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no",

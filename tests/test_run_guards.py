@@ -57,6 +57,19 @@ def _nothing_written(out: Path) -> bool:
     return not list(out.glob("checkpoint-*")) and not (out / "model.safetensors").exists()
 
 
+def _final_weights(checkpoint: Path) -> dict:
+    """What a run that ends at ``checkpoint`` exports: its trained weights, with the moving average of the weights in
+    their place (the sentiment recipe's default ``--ema_decay``, kept in each checkpoint)."""
+    from recipes.core.trainers import EMA_WEIGHTS_NAME
+
+    weights = load_file(checkpoint / "model.safetensors")
+    assert (checkpoint / EMA_WEIGHTS_NAME).is_file()
+    average = load_file(checkpoint / EMA_WEIGHTS_NAME)
+    assert set(average) <= set(weights)
+    weights.update(average)
+    return weights
+
+
 class _Crash(TrainerCallback):
     """Simulates a crash (or a kill) right after the checkpoint of ``step`` is on disk."""
 
@@ -150,7 +163,7 @@ def test_killed_after_final_checkpoint_finishes_without_an_extra_step(tmp_path, 
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["global_step"] == 8
     assert "8 optimizer steps" in (out / "README.md").read_text()
-    final, checkpoint = load_file(out / "model.safetensors"), load_file(out / "checkpoint-8" / "model.safetensors")
+    final, checkpoint = load_file(out / "model.safetensors"), _final_weights(out / "checkpoint-8")
     assert all(torch.equal(final[k], checkpoint[k]) for k in checkpoint)
 
 
@@ -216,7 +229,7 @@ def test_full_disk_at_the_final_save_keeps_the_model_and_says_where(tmp_path, to
         sentiment.main(_argv(tokenizer_dir, out))
     kept = Path(str(info.value).split("saved to ")[1].split(" instead")[0])
     assert kept.parent == tmp_path / "spare"
-    weights, last = load_file(kept / "model.safetensors"), load_file(out / "checkpoint-8" / "model.safetensors")
+    weights, last = load_file(kept / "model.safetensors"), _final_weights(out / "checkpoint-8")
     assert all(torch.equal(weights[k], last[k]) for k in last)
     assert (kept / "config.json").is_file() and (kept / "tokenizer.json").is_file()
 

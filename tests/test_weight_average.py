@@ -125,7 +125,7 @@ def test_a_resumed_run_continues_the_saved_average(tmp_path):
 
 def test_a_decay_outside_zero_and_one_is_refused(tmp_path):
     model = ForgeForSequenceClassification(ForgeConfig.from_pretrained("forge-tiny", num_labels=2))
-    for decay in (1.5, 1.0, 0.0):
+    for decay in (1.5, 1.0, -0.5):
         with pytest.raises(ValueError, match="--ema_decay must lie between 0 and 1"):
             ForgeTrainer(model=model, args=ForgeTrainingArguments(str(tmp_path), ema_decay=decay, report_to="none",
                                                                   use_cpu=True))
@@ -147,3 +147,15 @@ def test_the_recipe_exports_and_scores_the_average(tmp_path):
 
     exported = AutoModelForSequenceClassification.from_pretrained(out)
     assert exported.config.num_labels == 2
+
+
+def test_zero_turns_a_recipe_default_off(tmp_path):
+    torch.manual_seed(0)
+    model = ForgeForSequenceClassification(ForgeConfig.from_pretrained("forge-tiny", num_labels=2, dropout=0.0))
+    args = ForgeTrainingArguments(str(tmp_path / "off"), ema_decay=0.0, max_steps=3, per_device_train_batch_size=4,
+                                  learning_rate=5e-3, save_strategy="no", report_to="none", use_cpu=True)
+    trajectory = _Trajectory()
+    trainer = ForgeTrainer(model=model, args=args, train_dataset=_data(),
+                           data_collator=DataCollatorWithPadding(ForgeTokenizerFast()), callbacks=[trajectory])
+    trainer.train()
+    assert all(torch.equal(f, w) for f, w in zip(_trained(trainer.model), trajectory.steps[-1]))  # the last step

@@ -607,7 +607,7 @@ class ForgeRunArguments:
         metadata={"help": "Keep an exponential moving average of the trained weights (decay D per optimizer step, "
                   "e.g. 0.999; warmed up as min(D, (1+n)/(10+n)) after n steps) and evaluate, save and export it "
                   "instead of the last step's weights; checkpoints keep it beside the weights (ema_weights."
-                  "safetensors) so that a resumed run continues it. Unset: off."},
+                  "safetensors) so that a resumed run continues it. 0 or unset: off."},
     )
 
 

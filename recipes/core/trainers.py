@@ -148,7 +148,7 @@ class _WeightAverage:
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._ema_decay = getattr(self.args, "ema_decay", None)
+        self._ema_decay = getattr(self.args, "ema_decay", None) or None  # 0: off (a recipe's default turned off)
         self._ema: Optional[list[torch.Tensor]] = None
         self._ema_steps = 0
         self._ema_applied = False
@@ -156,7 +156,7 @@ class _WeightAverage:
         if self._ema_decay is None:
             return
         if not 0.0 < self._ema_decay < 1.0:
-            raise ValueError(f"--ema_decay must lie between 0 and 1 (e.g. 0.999), got {self._ema_decay}.")
+            raise ValueError(f"--ema_decay must lie between 0 and 1 (e.g. 0.999; 0 turns it off), got {self._ema_decay}.")
         if self.is_fsdp_enabled or self.is_deepspeed_enabled:
             raise ValueError("--ema_decay keeps a full copy of the weights on each process, which FSDP and DeepSpeed "
                              "shard: drop --ema_decay, or train with DDP.")
