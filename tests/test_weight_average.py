@@ -67,12 +67,12 @@ def _expected_average(trajectory, upto=None):
     return average
 
 
-def _trainer(out, max_steps=6, resume_model=None, **extra):
+def _trainer(out, max_steps=6, ema_decay=DECAY, **extra):
     torch.manual_seed(0)
     config = ForgeConfig.from_pretrained("forge-tiny", num_labels=2, dropout=0.0, attention_dropout=0.0)
-    model = resume_model or ForgeForSequenceClassification(config)
+    model = ForgeForSequenceClassification(config)
     args = ForgeTrainingArguments(
-        str(out), ema_decay=DECAY, max_steps=max_steps, per_device_train_batch_size=4, learning_rate=5e-3,
+        str(out), ema_decay=ema_decay, max_steps=max_steps, per_device_train_batch_size=4, learning_rate=5e-3,
         save_strategy="steps", save_steps=3, report_to="none", use_cpu=True, disable_tqdm=True, seed=0, **extra)
     trajectory = _Trajectory()
     trainer = ForgeTrainer(model=model, args=args, train_dataset=_data(), eval_dataset=_data(8),
@@ -150,12 +150,6 @@ def test_the_recipe_exports_and_scores_the_average(tmp_path):
 
 
 def test_zero_turns_a_recipe_default_off(tmp_path):
-    torch.manual_seed(0)
-    model = ForgeForSequenceClassification(ForgeConfig.from_pretrained("forge-tiny", num_labels=2, dropout=0.0))
-    args = ForgeTrainingArguments(str(tmp_path / "off"), ema_decay=0.0, max_steps=3, per_device_train_batch_size=4,
-                                  learning_rate=5e-3, save_strategy="no", report_to="none", use_cpu=True)
-    trajectory = _Trajectory()
-    trainer = ForgeTrainer(model=model, args=args, train_dataset=_data(),
-                           data_collator=DataCollatorWithPadding(ForgeTokenizerFast()), callbacks=[trajectory])
+    trainer, trajectory = _trainer(tmp_path / "off", max_steps=3, ema_decay=0.0)
     trainer.train()
     assert all(torch.equal(f, w) for f, w in zip(_trained(trainer.model), trajectory.steps[-1]))  # the last step
