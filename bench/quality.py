@@ -540,6 +540,8 @@ def parse(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true",
                         help="seconds-long end-to-end check: sample data, forge-tiny, tiny budgets and slices")
     args = parser.parse_args(argv)
+    if [m.lower() for m in args.pretrain_mix] == ["none"]:  # the help's spelling of "English Wikipedia only"
+        args.pretrain_mix = []
     args.task_tokenizers = parse_task_tokenizers(args.task_tokenizers)
     args.task_word_vectors = parse_task_word_vectors(args.task_word_vectors, Path(args.data_dir))
     added: dict[str, list[str]] = {}
