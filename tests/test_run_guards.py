@@ -378,3 +378,28 @@ def test_each_task_reads_its_training_targets(task, empty_row, good_row, flag):
         guards.check_training_targets(spec, refused, data_args)
     mixed = datasets.DatasetDict({"train": datasets.Dataset.from_list([empty_row, good_row])})
     guards.check_training_targets(spec, mixed, data_args)  # one real target: trained (a warning at most)
+
+
+def test_post_norm_pretrained_start_at_a_scratch_rate_is_warned(tmp_path, tokenizer_dir, caplog):
+    """A post-norm start fine-tuned at the from-scratch recipes' 1e-3 lost what it learned twice in the
+    measurements (README, "Does pretraining pay for itself?"): the run says so and names the flag; not at 3e-4, not
+    for a pre-norm start and not for a model built from a preset."""
+    from types import SimpleNamespace
+
+    start = tmp_path / "post-norm"
+    with caplog.at_level(logging.WARNING, logger="recipes.core.guards"):
+        sentiment.main(_argv(tokenizer_dir, start, max_steps="2", save_steps="2",
+                             config_overrides="norm_position=post"))
+    assert "post-norm pretrained" not in caplog.text  # built from forge-tiny: nothing learned to lose
+    for lr, warned in (("1e-3", True), ("3e-4", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="recipes.core.guards"):
+            sentiment.main(_argv(tokenizer_dir, tmp_path / f"fine-tuned-{lr}", max_steps="1", save_steps="1",
+                                 learning_rate=lr, config_name=None, tokenizer_name=None,
+                                 model_name_or_path=str(start)))
+        assert ("post-norm pretrained model" in caplog.text) is warned, lr
+        if warned:
+            assert "--learning_rate 3e-4" in caplog.text
+    pre_norm = SimpleNamespace(config=SimpleNamespace(norm_position="pre"))
+    assert not guards.warn_post_norm_start(pre_norm, SimpleNamespace(model_name_or_path=str(start)),
+                                           SimpleNamespace(learning_rate=1e-3))

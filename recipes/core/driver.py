@@ -24,6 +24,7 @@ from .args import (
 )
 from .callbacks import build_callbacks
 from .data import load_raw_datasets, select_samples
+from .guards import warn_post_norm_start
 from .registry import TaskSpec
 from .learning_curve import eval_subset
 from .trainers import ForgeTrainer  # evaluation in dataset order, also under group_by_length
@@ -176,6 +177,8 @@ def run_task(spec: TaskSpec, argv: Optional[list[str]] = None, callbacks: Option
     model = load_model(model_args, getattr(transformers, spec.auto_class), tokenizer,
                        preset_defaults=preset_defaults_for(spec, training_args), **overrides)
     recipe.setup_model(model, tokenizer)
+    if training_args.do_train:
+        warn_post_norm_start(model, model_args, training_args)
     if "train" in raw:
         raw["train"] = recipe.augment(raw["train"])
 
