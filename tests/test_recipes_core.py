@@ -86,15 +86,15 @@ def test_recipe_training_defaults_apply_unless_given(tmp_path):
     help_text = io.StringIO()
     with contextlib.redirect_stdout(help_text), pytest.raises(SystemExit):
         build_parser(*types).parse_args(["--help"])
-    # a pretrained start gets its own rate (translation_pretrained_task_tokenizer{,_lr3e-4}.jsonl: 3.1 at 1e-3, 35.4 at 3e-4)
-    assert ("(this recipe's default: 0.001; from --model_name_or_path: 0.0003)"
+    # a pretrained start gets its own rate (translation_pretrained_task_tokenizer*.jsonl: 3.1 at 1e-3, 37.7 at 5e-4)
+    assert ("(this recipe's default: 0.001; from --model_name_or_path: 0.0005)"
             in " ".join(help_text.getvalue().split()))
     from recipes.core.args import apply_pretrained_defaults, given_fields
 
     argv = ["--model_name_or_path", str(tmp_path), "--output_dir", str(tmp_path)]
     _, _, training_args = parse_args(*types, args=argv)
     apply_pretrained_defaults(training_args, spec.pretrained_training_defaults, given_fields(*types, args=argv))
-    assert training_args.learning_rate == 3e-4 and training_args.warmup_steps == defaults["warmup_steps"]
+    assert training_args.learning_rate == 5e-4 and training_args.warmup_steps == defaults["warmup_steps"]
     assert with_defaults(ForgeTrainingArguments, ()) is ForgeTrainingArguments
     with pytest.raises(ValueError, match="not_a_field"):
         with_defaults(ForgeTrainingArguments, (("not_a_field", 1),))
