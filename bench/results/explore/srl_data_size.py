@@ -34,6 +34,13 @@ def runs() -> list[dict]:
     return sorted(out, key=lambda r: (r["predicates"], r["seed"]))
 
 
+def least_squares_line(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(intercept, slope) of the least-squares line through the points (both fits use it)."""
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    return my - slope * mx, slope
+
+
 def saturating_fit(rows: list[dict]) -> tuple[float, float, float]:
     """F1 = c - b * n^-a: for each exponent a on a grid, c and b by least squares; the a with the least error."""
     best = None
@@ -41,9 +48,8 @@ def saturating_fit(rows: list[dict]) -> tuple[float, float, float]:
         a = step / 100
         zs = [r["predicates"] ** -a for r in rows]
         ys = [r["f1"] for r in rows]
-        mz, my = sum(zs) / len(zs), sum(ys) / len(ys)
-        slope = sum((z - mz) * (y - my) for z, y in zip(zs, ys)) / sum((z - mz) ** 2 for z in zs)
-        c, b = my - slope * mz, -slope
+        c, slope = least_squares_line(zs, ys)
+        b = -slope
         error = sum((c - b * z - y) ** 2 for z, y in zip(zs, ys))
         if best is None or error < best[0]:
             best = (error, a, c, b)
@@ -54,9 +60,7 @@ def main() -> None:
     rows = runs()
     xs = [math.log2(r["predicates"]) for r in rows]
     ys = [r["f1"] for r in rows]
-    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
-    intercept = my - slope * mx
+    intercept, slope = least_squares_line(xs, ys)
     print("| training predicates | seed | span F1 | epochs in 10 min | record |")
     print("|---:|---:|---:|---:|---|")
     for r in rows:
