@@ -12,9 +12,13 @@ Variants, each a normal ``generate()`` call (32 new tokens, exactly; 32-token so
 
 - ``compiled_decoding``, ``bf16_compiled_decoding`` (Forge only): ``generate(..., compiled_decoding=True)``, Forge's
   own decoding loop with one compiled decoder step on a static cache (``modeling/generation_forge.py``).
+- ``int8``, ``int8_compiled_decoding`` (the latter Forge only): the model saved and loaded back the way a user
+  quantizes at load time, ``from_pretrained(folder, dtype=torch.bfloat16,
+  quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))`` (torchao, ``pip install -e ".[int8]"``): every linear
+  layer but the tied ``lm_head`` holds int8 weights with a bf16 scale per output row, a quarter of the fp32 bytes.
 
 ``--batch`` sets the number of sources per call (default 1; issue 19 also asks for 16). The fp32 variants must
-generate the tokens of ``eager`` (checked). bf16 rounds every weight, so its tokens may
+generate the tokens of ``eager`` (checked). bf16 and int8 round every weight, so their tokens may
 differ: reported as the share of new tokens equal to fp32 ``eager``'s. Reported: median ms per new token over interleaved
 rounds, and each variant's ratio to eager BART. ``bench/profile_model.py --what decode_step`` splits one step of
 the eager path by layer; this script says what the library's switches already buy end to end::
@@ -30,6 +34,7 @@ import datetime
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -39,14 +44,18 @@ from transformers import CompileConfig
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_model as bm  # noqa: E402 - same models, inputs and interleaving as the Forge-vs-BART bench
 
-VARIANTS = ("eager", "static", "static_compiled", "bf16", "bf16_static_compiled", "compiled_decoding", "bf16_compiled_decoding")
-FORGE_ONLY = ("compiled_decoding", "bf16_compiled_decoding")
+VARIANTS = ("eager", "static", "static_compiled", "bf16", "bf16_static_compiled", "compiled_decoding",
+            "bf16_compiled_decoding", "int8", "int8_compiled_decoding")
+FORGE_ONLY = ("compiled_decoding", "bf16_compiled_decoding", "int8_compiled_decoding")
+PRECISIONS = ("bf16", "int8")  # variant prefixes that name a copy of the model with other weights
 SHORT, SHORT_SUFFIX = 2, "@short"  # --steady-state
 
 
 def generate_kwargs(variant: str, new_tokens: int) -> dict:
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
-    variant = variant.removeprefix("bf16").lstrip("_") or "eager"
+    for precision in PRECISIONS:
+        variant = variant.removeprefix(precision)
+    variant = variant.lstrip("_") or "eager"
     if variant == "compiled_decoding":
         return {**kwargs, "compiled_decoding": True}
     if variant != "eager":
@@ -58,6 +67,28 @@ def generate_kwargs(variant: str, new_tokens: int) -> dict:
     else:
         kwargs["disable_compile"] = True
     return kwargs
+
+
+def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` saved and loaded back with int8 weight-only quantization, as a user would load a trained folder."""
+    from torchao.quantization import Int8WeightOnlyConfig
+    from transformers import TorchAoConfig
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        quantized = type(model).from_pretrained(
+            folder, dtype=torch.bfloat16, quantization_config=TorchAoConfig(Int8WeightOnlyConfig())
+        )
+    quantized.generation_config = model.generation_config
+    return quantized.eval()
+
+
+def copies(model: torch.nn.Module, variants: list[str]) -> dict[str, torch.nn.Module]:
+    """The model each variant runs: the fp32 model, or its bf16 / int8 copy."""
+    wanted = {v.split("_")[0] for v in variants} & set(PRECISIONS)
+    made = {"bf16": lambda: copy.deepcopy(model).to(torch.bfloat16), "int8": lambda: int8_copy(model)}
+    held = {precision: made[precision]() for precision in wanted}
+    return {v: held.get(v.split("_")[0], model) for v in variants}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -105,12 +136,12 @@ def main(argv: list[str] | None = None) -> dict:
     for name, model in pair.items():
         model.eval()
         reference = call(model, "eager")()
-        half = copy.deepcopy(model).to(torch.bfloat16) if any(v.startswith("bf16") for v in variants) else None
+        models = copies(model, [v for v in variants if name == "forge" or v not in FORGE_ONLY])
         for variant in variants:
             if variant in FORGE_ONLY and name != "forge":
                 continue
             key = f"{name}_{variant}"
-            fn = call(half if variant.startswith("bf16") else model, variant)
+            fn = call(models[variant], variant)
             start = time.perf_counter()
             try:
                 out = fn()  # the first call compiles (static_compiled): timed apart, not in the median
@@ -125,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict:
             agreement[key] = float((out[:, new] == reference[:, new]).float().mean()) if out.shape == reference.shape else 0.0
             fns[key] = fn
             if args.steady_state:  # the same call with SHORT new tokens: the difference is the per-step cost
-                short = call(half if variant.startswith("bf16") else model, variant, SHORT)
+                short = call(models[variant], variant, SHORT)
                 short()
                 fns[f"{key}{SHORT_SUFFIX}"] = short
     times = bm.interleave(fns, args.rounds, warmup=0, device=device)

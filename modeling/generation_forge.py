@@ -21,6 +21,11 @@ compiles (tens of seconds on a CPU); past ``torch._dynamo.config.recompile_limit
 models counted apart), dynamo runs new ones uncompiled and says so. The cache holds ``max_length`` rounded up to
 the bucket, so a large ``max_length`` makes every step attend over that many (masked) positions. What the loop does not handle goes to transformers' own method unchanged:
 beam search, ``return_dict_in_generate``, streamers, synced GPUs, conv/recurrent decoder mixers, extra model inputs.
+
+On a CPU a batch-1 step is bound by reading the weights. A model loaded with int8 weights by torchao
+(``from_pretrained(folder, dtype=torch.bfloat16, quantization_config=TorchAoConfig(Int8WeightOnlyConfig()))``) keeps
+torchao's tensors in the compiled step, and inductor runs their products with its int8 matrix-vector kernel
+(``bench/decode_latency.py --variants int8_compiled_decoding``).
 """
 
 import math
@@ -65,12 +70,17 @@ class _HalfMatvecsAsReductions(TorchFunctionMode):
         if func is F.linear:
             x, weight = args[0], args[1]
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            if x.numel() // x.shape[-1] <= SMALL_ROWS:
+            if x.numel() // x.shape[-1] <= SMALL_ROWS and _is_plain(weight):
                 out = (x.unsqueeze(-2).float() * weight.float()).sum(-1)
                 if bias is not None:
                     out = out + bias.float()
                 return out.to(x.dtype)
         return func(*args, **kwargs)
+
+
+def _is_plain(weight: torch.Tensor) -> bool:
+    """A weight stored as an ordinary tensor (not a quantized tensor subclass, which brings its own kernel)."""
+    return type(weight) in (torch.Tensor, torch.nn.Parameter)
 
 
 def decode_step(

@@ -205,3 +205,28 @@ def test_bfloat16_weights_take_the_reduction_matvecs_and_give_the_eager_tokens(m
     assert len(graphs) == 1
     code = graphs[0].code
     assert "linear" not in code and code.count("sum") == 2 * 6 + 1, code  # 2 layers x 6 projections, and lm_head
+
+
+def test_int8_weights_loaded_with_torchao_decode_compiled_with_their_eager_tokens(monkeypatch, tmp_path):
+    """The fastest batch-1 path (bench/decode_latency.py, ``int8_compiled_decoding``): a saved folder loaded with
+    transformers' ``TorchAoConfig(Int8WeightOnlyConfig())`` in bf16. Its linear layers hold torchao's int8 tensors,
+    which the compiled step leaves to torchao (no multiply-and-sum rewrite) and inductor lowers to the int8
+    matrix-vector kernel; on a padded batch the tokens are those of transformers' loop on the same int8 model."""
+    torchao_quantization = pytest.importorskip("torchao.quantization")
+    from torch._inductor.utils import run_and_get_code
+    from transformers import TorchAoConfig
+
+    monkeypatch.setattr(generation_forge, "_compiled_step", None)
+    monkeypatch.setattr(generation_forge, "_compiled_greedy_step", None)
+    _model().save_pretrained(tmp_path)
+    config = TorchAoConfig(torchao_quantization.Int8WeightOnlyConfig())
+    model = ForgeForConditionalGeneration.from_pretrained(tmp_path, dtype=torch.bfloat16, quantization_config=config)
+    qkv = model.model.decoder.layers[0].self_attn.qkv_proj.weight
+    assert isinstance(qkv, pytest.importorskip("torchao.utils").TorchAOBaseTensor) and qkv.dtype == torch.bfloat16
+    inputs = source_batch()
+    torch.manual_seed(1234)
+    plain = model.generate(**inputs, max_new_tokens=16, min_new_tokens=16)
+    compiled, code = run_and_get_code(lambda: model.generate(**inputs, max_new_tokens=16, min_new_tokens=16,
+                                                             compiled_decoding=True))
+    assert torch.equal(compiled, plain)
+    assert any("_weight_int8pack_mm" in source for source in code), "the int8 kernel is not in the compiled step"
