@@ -56,8 +56,8 @@ SHORT, SHORT_SUFFIX = 2, "@short"  # --steady-state
 PIPELINE_SUFFIX = "@pipeline"  # --pipeline
 
 
-def generate_kwargs(variant: str, new_tokens: int) -> dict:
-    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+def generate_kwargs(variant: str, new_tokens: int, num_beams: int = 1) -> dict:
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=num_beams)
     for precision in PRECISIONS:
         variant = variant.removeprefix(precision)
     variant = variant.lstrip("_") or "eager"
@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--src-len", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1, help="sources per generate() call")
+    parser.add_argument("--beams", type=int, default=1,
+                        help="beam search with this many beams (transformers' loop: compiled decoding then runs it too)")
     parser.add_argument("--steady-state", action="store_true",
                         help=f"also time each variant with {SHORT} new tokens (interleaved) and report the steady-state "
                         f"cost of one decoding step: (t(new_tokens) - t({SHORT})) / (new_tokens - {SHORT})")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch = bm.make_batch(args.vocab, args.batch, args.src_len, 1, device, seed=2)
     results: dict = {"meta": {
         "preset": args.preset, "vocab": args.vocab, "src_len": args.src_len, "new_tokens": args.new_tokens,
-        "batch": args.batch,
+        "batch": args.batch, "beams": args.beams,
         "rounds": args.rounds, "threads": torch.get_num_threads(), "torch": torch.__version__,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "loadavg_start": os.getloadavg(), "statistic": "median over interleaved rounds (order flipped each round)",
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         def run():
             with torch.inference_mode():
                 return model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                      **generate_kwargs(variant, new_tokens))
+                                      **generate_kwargs(variant, new_tokens, args.beams))
         return run
 
     tokenizer = bm.sample_tokenizer(args.vocab) if args.pipeline else None
@@ -148,7 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
 
         def run():
             with torch.inference_mode():
-                return pipe(bm.TWENTY_WORDS, **generate_kwargs(variant, args.new_tokens))[0]["summary_text"]
+                return pipe(bm.TWENTY_WORDS, **generate_kwargs(variant, args.new_tokens, args.beams))[0]["summary_text"]
         return run
 
     fns, first_call_s, same_tokens, agreement = {}, {}, {}, {}
