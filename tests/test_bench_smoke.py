@@ -254,9 +254,15 @@ def test_decode_latency_variants_generate_the_same_tokens():
     spec.loader.exec_module(module)
     threads = torch.get_num_threads()
     try:
-        out = module.main(["--quick", "--variants", "eager,static,bf16", "--threads", "1", "--steady-state"])
+        out = module.main(["--quick", "--variants", "eager,static,bf16", "--threads", "1", "--steady-state",
+                           "--pipeline"])
+        beams = module.main(["--quick", "--variants", "eager", "--threads", "1", "--beams", "2"])
     finally:
         torch.set_num_threads(threads)
+    for key in ("forge_eager", "bart_eager"):  # --pipeline: one timed pipeline call per variant; --beams: beam search
+        assert _finite_positive(out[key]["pipeline_ms"]) and len(out[key]["pipeline_times_s"]) == 1, key
+        assert beams[key]["same_tokens_as_eager"] is True and _finite_positive(beams[key]["ms_per_new_token"]), key
+    assert out["meta"]["pipeline"]["input_words"] == 20 and beams["meta"]["beams"] == 2
     for key in ("forge_eager", "forge_static", "bart_eager"):
         assert out[key]["same_tokens_as_eager"] is True, key
         assert out[key]["new_tokens_equal_to_eager"] == 1.0, key
