@@ -520,19 +520,21 @@ def sample_tokenizer(vocab_size: int):
     return train_tokenizer(texts, vocab_size=vocab_size, show_progress=False)
 
 
-def pipeline_fn(model, tokenizer, new_tokens: int, device, dtype) -> Callable[[], None]:
-    """One pipeline call on TWENTY_WORDS: tokenize, generate ``new_tokens`` greedily, decode.
+def pipeline_fn(model, tokenizer, new_tokens: int, device, dtype, **generate_kwargs) -> Callable[[], None]:
+    """One pipeline call on TWENTY_WORDS: tokenize, generate ``new_tokens`` greedily (or as ``generate_kwargs``
+    say), decode.
 
     Both models run through Forge's summarization pipeline (plain ``Pipeline`` code around ``generate()``):
     transformers 5 no longer ships a summarization or text2text pipeline for BART to use instead."""
     from modeling.pipeline_forge import ForgeSummarizationPipeline
 
     pipe = ForgeSummarizationPipeline(model=model.eval(), tokenizer=tokenizer, device=device)
+    kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=1)
+    kwargs.update(generate_kwargs)
 
     def run() -> None:
         with torch.inference_mode(), autocast(device, dtype):
-            out = pipe(TWENTY_WORDS, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                       num_beams=1)
+            out = pipe(TWENTY_WORDS, **kwargs)
         assert isinstance(out[0]["summary_text"], str)
 
     return run

@@ -56,11 +56,18 @@ SHORT, SHORT_SUFFIX = 2, "@short"  # --steady-state
 PIPELINE_SUFFIX = "@pipeline"  # --pipeline
 
 
+def split_variant(variant: str) -> tuple[str, str]:
+    """``"int8_compiled_decoding"`` -> ``("int8", "compiled_decoding")``; ``"bf16"`` -> ``("bf16", "eager")``;
+    ``"static"`` -> ``("fp32", "static")``: the weights a variant runs with, and how it decodes."""
+    precision, _, rest = variant.partition("_")
+    if precision in PRECISIONS:
+        return precision, rest or "eager"
+    return "fp32", variant
+
+
 def generate_kwargs(variant: str, new_tokens: int, num_beams: int = 1) -> dict:
     kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, num_beams=num_beams)
-    for precision in PRECISIONS:
-        variant = variant.removeprefix(precision)
-    variant = variant.lstrip("_") or "eager"
+    variant = split_variant(variant)[1]
     if variant == "compiled_decoding":
         return {**kwargs, "compiled_decoding": True}
     if variant != "eager":
@@ -90,10 +97,10 @@ def int8_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def copies(model: torch.nn.Module, variants: list[str]) -> dict[str, torch.nn.Module]:
     """The model each variant runs: the fp32 model, or its bf16 / int8 copy."""
-    wanted = {v.split("_")[0] for v in variants} & set(PRECISIONS)
-    made = {"bf16": lambda: copy.deepcopy(model).to(torch.bfloat16), "int8": lambda: int8_copy(model)}
-    held = {precision: made[precision]() for precision in wanted}
-    return {v: held.get(v.split("_")[0], model) for v in variants}
+    made = {"fp32": lambda: model, "bf16": lambda: copy.deepcopy(model).to(torch.bfloat16),
+            "int8": lambda: int8_copy(model)}
+    held = {precision: made[precision]() for precision in {split_variant(v)[0] for v in variants}}
+    return {v: held[split_variant(v)[0]] for v in variants}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -104,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1, help="sources per generate() call")
     parser.add_argument("--beams", type=int, default=1,
-                        help="beam search with this many beams (transformers' loop: compiled decoding then runs it too)")
+                        help="beam search with this many beams (always transformers' loop: compiled decoding hands beam search to it)")
     parser.add_argument("--steady-state", action="store_true",
                         help=f"also time each variant with {SHORT} new tokens (interleaved) and report the steady-state "
                         f"cost of one decoding step: (t(new_tokens) - t({SHORT})) / (new_tokens - {SHORT})")
@@ -143,16 +150,6 @@ def main(argv: list[str] | None = None) -> dict:
 
     tokenizer = bm.sample_tokenizer(args.vocab) if args.pipeline else None
 
-    def pipeline_call(model, variant):
-        from modeling.pipeline_forge import ForgeSummarizationPipeline
-
-        pipe = ForgeSummarizationPipeline(model=model, tokenizer=tokenizer, device=device)
-
-        def run():
-            with torch.inference_mode():
-                return pipe(bm.TWENTY_WORDS, **generate_kwargs(variant, args.new_tokens, args.beams))[0]["summary_text"]
-        return run
-
     fns, first_call_s, same_tokens, agreement = {}, {}, {}, {}
     for name, model in pair.items():
         model.eval()
@@ -181,7 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
                 short()
                 fns[f"{key}{SHORT_SUFFIX}"] = short
             if args.pipeline:
-                request = pipeline_call(models[variant], variant)
+                request = bm.pipeline_fn(models[variant], tokenizer, args.new_tokens, device, "fp32",
+                                         **generate_kwargs(variant, args.new_tokens, args.beams))
                 request(), request()  # compiles the pipeline's source length bucket
                 fns[f"{key}{PIPELINE_SUFFIX}"] = request
     times = bm.interleave(fns, args.rounds, warmup=0, device=device)

@@ -53,13 +53,13 @@ def load(folder: str, precision: str):
 def translate(model, tokenizer, sources: list[str], batch_size: int, **generate_kwargs) -> tuple[list[str], int]:
     """Hypotheses and the number of generated tokens (special tokens and padding excluded)."""
     hypotheses, generated = [], 0
+    special = torch.tensor(tokenizer.all_special_ids)
     for start in range(0, len(sources), batch_size):
         batch = tokenizer(sources[start : start + batch_size], return_tensors="pt", padding=True, truncation=True,
                           max_length=64)
         with torch.inference_mode():
             out = model.generate(**batch, **generate_kwargs)
         hypotheses += tokenizer.batch_decode(out, skip_special_tokens=True)
-        special = torch.tensor(tokenizer.all_special_ids)
         generated += int((~torch.isin(out[:, 1:], special)).sum())
     return [h.strip() for h in hypotheses], generated
 
